@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from utils.data import SAMPLE_DATA_DIR, build_dataset, load_gsm8k
+
+
+def test_local_gsm8k_has_question_gold_and_solution():
+    ds = load_gsm8k("train", SAMPLE_DATA_DIR)
+    assert set(ds.column_names) == {"question", "answer", "solution"}
+    assert ds[0]["answer"] == "72" and ds[0]["solution"].endswith("#### 72")
+
+
+def test_gsm8k_dir_environment_variable(monkeypatch):
+    monkeypatch.setenv("GSM8K_DIR", str(SAMPLE_DATA_DIR))
+    assert len(load_gsm8k("test")) == 48
+
+
+def test_build_dataset_adds_chat_prompt(tokenizer):
+    ds = build_dataset("test", one_shot=True, data_dir=SAMPLE_DATA_DIR, limit=5)
+    assert len(ds) == 5 and len(ds[0]["prompt"]) == 4 and ds[0]["prompt"][-1]["content"] == ds[0]["question"]
+    assert len(build_dataset("test", one_shot=False, data_dir=SAMPLE_DATA_DIR, tokenizer=tokenizer, max_prompt_tokens=60)) < 48
+
+
+def test_missing_folder_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="GSM8K_DIR"):
+        load_gsm8k("train", tmp_path / "nowhere")
+
+
+def test_malformed_file_names_file_and_line(tmp_path):
+    good = json.dumps({"question": "q", "answer": "a\n#### 1"})
+    (tmp_path / "train.jsonl").write_text(good + "\n" + good + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"train.jsonl, line 3"):
+        load_gsm8k("train", tmp_path)
+    (tmp_path / "test.jsonl").write_text(good + "\n" + json.dumps({"question": "q"}) + "\n")
+    with pytest.raises(ValueError, match=r"test.jsonl, line 2: expected GSM8K fields"):
+        load_gsm8k("test", tmp_path)
+
+
+def test_solution_without_final_answer_is_reported(tmp_path):
+    (tmp_path / "test.jsonl").write_text(json.dumps({"question": "q", "answer": "no marker"}) + "\n")
+    with pytest.raises(ValueError, match="row 1: the solution has no"):
+        load_gsm8k("test", tmp_path)
+
+
+def test_unknown_split():
+    with pytest.raises(ValueError, match="Unknown split"):
+        load_gsm8k("validation", SAMPLE_DATA_DIR)

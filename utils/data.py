@@ -1,0 +1,104 @@
+"""GSM8K loading: the hub by default, a local folder of GSM8K's own JSONL when asked or when the hub is down."""
+
+import json
+import os
+from pathlib import Path
+
+from datasets import Dataset
+
+from utils.grading import extract_hash_answer
+from utils.prompts import build_prompt
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HUB_ID, HUB_CONFIG = "openai/gsm8k", "main"
+# A few dozen real GSM8K rows shipped with the kit, for tests and smoke runs that must work offline.
+SAMPLE_DATA_DIR = REPO_ROOT / "utils" / "assets" / "gsm8k_sample"
+# Full local copies tried, in order, when the hub cannot be reached.
+FALLBACK_DATA_DIRS = [REPO_ROOT / "data" / "gsm8k", REPO_ROOT.parent / "shared" / "data" / "gsm8k"]
+SPLITS = ("train", "test")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file; a bad line raises an error naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist. Point data_dir (or GSM8K_DIR) at a folder with train.jsonl and test.jsonl.")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {line_number}: not valid JSON ({e.msg}).") from None
+            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
+                raise ValueError(f"{path}, line {line_number}: expected GSM8K fields 'question' and 'answer' as strings.")
+            rows.append(row)
+    return rows
+
+
+def _from_rows(rows: list[dict], source: str) -> Dataset:
+    """GSM8K rows -> question, gold ``answer`` (the number after ``####``), full ``solution``."""
+    golds = [extract_hash_answer(r["answer"]) for r in rows]
+    for i, gold in enumerate(golds):
+        if gold is None:
+            raise ValueError(f"{source}, row {i + 1}: the solution has no '#### <answer>' line.")
+    return Dataset.from_dict({"question": [r["question"] for r in rows], "answer": golds, "solution": [r["answer"] for r in rows]})
+
+
+def load_local_gsm8k(split: str, data_dir) -> Dataset:
+    path = Path(data_dir) / f"{split}.jsonl"
+    return _from_rows(read_jsonl(path), str(path))
+
+
+def load_gsm8k(split: str, data_dir=None) -> Dataset:
+    """GSM8K ``split`` with columns ``question``, ``answer`` (gold number as a string) and ``solution``.
+
+    Source: ``data_dir`` or ``$GSM8K_DIR`` when given; else the hub (``openai/gsm8k``, ``main``); if the hub
+    cannot be reached, the first local copy found in ``FALLBACK_DATA_DIRS``, with a printed notice.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; GSM8K has {SPLITS}.")
+    data_dir = data_dir or os.environ.get("GSM8K_DIR")
+    if data_dir:
+        return load_local_gsm8k(split, data_dir)
+    try:
+        from datasets import load_dataset
+
+        hub = load_dataset(HUB_ID, HUB_CONFIG, split=split)
+        return _from_rows(list(hub), f"{HUB_ID}:{split}")
+    except Exception as error:
+        for fallback in FALLBACK_DATA_DIRS:
+            if (fallback / f"{split}.jsonl").is_file():
+                print(f"Could not load {HUB_ID} from the hub ({type(error).__name__}); using the local copy in {fallback}.")
+                return load_local_gsm8k(split, fallback)
+        raise RuntimeError(
+            f"Could not load {HUB_ID} from the hub ({error}) and found no local copy in {[str(d) for d in FALLBACK_DATA_DIRS]}. "
+            "Connect to the internet, or set data_dir / GSM8K_DIR to a folder with GSM8K's train.jsonl and test.jsonl."
+        ) from error
+
+
+def prompt_token_count(tokenizer, messages: list[dict]) -> int:
+    """Tokens the model sees for a chat prompt, generation prompt included."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def build_dataset(split: str, one_shot: bool, data_dir=None, limit: int | None = None, tokenizer=None, max_prompt_tokens: int | None = None) -> Dataset:
+    """GSM8K with the chat ``prompt`` column GRPOTrainer reads.
+
+    TRL 1.x no longer truncates prompts, so with a tokenizer and ``max_prompt_tokens`` the prompts longer
+    than that are dropped (and counted) rather than cut, which would remove the system prompt.
+    """
+    dataset = load_gsm8k(split, data_dir)
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    dataset = dataset.map(lambda row: {"prompt": build_prompt(row["question"], one_shot)})
+    if tokenizer is not None and max_prompt_tokens:
+        lengths = [prompt_token_count(tokenizer, p) for p in dataset["prompt"]]
+        keep = [i for i, n in enumerate(lengths) if n <= max_prompt_tokens]
+        if len(keep) < len(dataset):
+            print(f"Dropped {len(dataset) - len(keep)} of {len(dataset)} {split} prompts longer than {max_prompt_tokens} tokens.")
+            dataset = dataset.select(keep)
+    return dataset

@@ -1,0 +1,131 @@
+"""Held-out evaluation on the GSM8K test set: greedy decoding, both graders, intervals, per-question records."""
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from utils.data import build_dataset
+from utils.grading import is_correct, is_correct_strict
+from utils.rewards import SOFT_FORMAT_RE, STRICT_FORMAT_RE
+from utils.stats import wilson_interval
+
+EVAL_VERSION = "1"  # bump when decoding or grading changes, so old and new summaries are never mixed
+
+
+def chat_texts(tokenizer, prompts: list) -> list[str]:
+    return [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+
+
+def _generate_transformers(model, tokenizer, texts, max_new_tokens, batch_size, progress):
+    """Batched greedy ``generate`` with left padding; returns (text, n_tokens, hit_limit) per prompt."""
+    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    was_training = model.training
+    model.eval()
+    results = []
+    try:
+        for start in tqdm(range(0, len(texts), batch_size), desc="generating", disable=not progress, unit="batch"):
+            batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                out = model.generate(
+                    **batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                )
+            for row in out[:, batch["input_ids"].shape[1] :].tolist():
+                n = next((i + 1 for i, t in enumerate(row) if t in (tokenizer.eos_token_id, tokenizer.pad_token_id)), len(row))
+                hit_limit = n == max_new_tokens and row[n - 1] != tokenizer.eos_token_id
+                results.append((tokenizer.decode(row[:n], skip_special_tokens=True), n, hit_limit))
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return results
+
+
+def _generate_vllm(model, texts, max_new_tokens, lora_path):
+    """Unsloth's vLLM generation (``fast_inference=True``), with the trained LoRA when one is given."""
+    from vllm import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+    lora = model.load_lora(str(lora_path)) if lora_path else None
+    outputs = model.fast_generate(texts, sampling_params=params, lora_request=lora, use_tqdm=True)
+    return [(o.outputs[0].text, len(o.outputs[0].token_ids), o.outputs[0].finish_reason == "length") for o in outputs]
+
+
+def generate_completions(model, tokenizer, prompts, max_new_tokens, batch_size=64, backend=None, lora_path=None, progress=True):
+    if backend and backend.get("fast_inference"):
+        return _generate_vllm(model, chat_texts(tokenizer, prompts), max_new_tokens, lora_path)
+    if backend and backend.get("backend") == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(model)
+        try:
+            return _generate_transformers(model, tokenizer, chat_texts(tokenizer, prompts), max_new_tokens, batch_size, progress)
+        finally:
+            FastLanguageModel.for_training(model)
+    return _generate_transformers(model, tokenizer, chat_texts(tokenizer, prompts), max_new_tokens, batch_size, progress)
+
+
+def grade(completion: str, gold: str) -> dict:
+    return {
+        "correct_strict": is_correct_strict(completion, gold),
+        "correct_numeric": is_correct(completion, gold),
+        "format_strict": bool(STRICT_FORMAT_RE.match(completion)),
+        "format_soft": bool(SOFT_FORMAT_RE.match(completion)),
+    }
+
+
+def summarize(records: list[dict]) -> dict:
+    """Accuracy under both graders with 95% Wilson intervals and n, format compliance, lengths, truncation."""
+    n = len(records)
+    summary = {"n": n}
+    for grader in ("strict", "numeric"):
+        k = sum(r[f"correct_{grader}"] for r in records)
+        summary[f"accuracy_{grader}"] = k / n if n else float("nan")
+        summary[f"accuracy_{grader}_ci95"] = list(wilson_interval(k, n))
+    for kind in ("strict", "soft"):
+        summary[f"format_{kind}"] = sum(r[f"format_{kind}"] for r in records) / n if n else float("nan")
+    tokens = [r["completion_tokens"] for r in records]
+    summary["mean_completion_tokens"] = statistics.fmean(tokens) if tokens else float("nan")
+    summary["median_completion_tokens"] = statistics.median(tokens) if tokens else float("nan")
+    summary["truncated_share"] = sum(r["truncated"] for r in records) / n if n else float("nan")
+    return summary
+
+
+def evaluate(model, tokenizer, cfg, out_dir=None, backend=None, lora_path=None, limit="config", split="test", progress=True) -> dict:
+    """Evaluate on GSM8K ``split`` with the experiment's prompt; writes eval.jsonl and eval_summary.json to out_dir."""
+    limit = cfg.eval_limit if limit == "config" else limit
+    dataset = build_dataset(split, cfg.one_shot, cfg.data_dir, limit=limit)
+    started = time.time()
+    generations = generate_completions(model, tokenizer, dataset["prompt"], cfg.eval_max_new_tokens, cfg.eval_batch_size, backend, lora_path, progress)
+    records = [
+        {"index": i, "question": row["question"], "gold": row["answer"], "completion": text, "completion_tokens": n, "truncated": hit, **grade(text, row["answer"])}
+        for i, (row, (text, n, hit)) in enumerate(zip(dataset, generations))
+    ]
+    summary = summarize(records)
+    summary.update(
+        split=split, limit=limit, prompt="one-shot" if cfg.one_shot else "system prompt only", decoding="greedy",
+        max_new_tokens=cfg.eval_max_new_tokens, graders={"strict": "utils.grading.is_correct_strict", "numeric": "utils.grading.is_correct"},
+        eval_version=EVAL_VERSION, model=cfg.model_name, seconds=round(time.time() - started, 1),
+    )
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with (out_dir / "eval.jsonl").open("w") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+        (out_dir / "eval_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """One readable line per headline number, each with its grader and n."""
+    lines = []
+    for grader in ("strict", "numeric"):
+        low, high = summary[f"accuracy_{grader}_ci95"]
+        lines.append(f"accuracy ({grader} grader): {summary[f'accuracy_{grader}']:.3f}  95% CI [{low:.3f}, {high:.3f}]  n={summary['n']}")
+    lines.append(f"format: strict {summary['format_strict']:.3f}, soft {summary['format_soft']:.3f}")
+    lines.append(f"completion tokens: mean {summary['mean_completion_tokens']:.1f}, median {summary['median_completion_tokens']:.0f}; truncated {summary['truncated_share']:.3f}")
+    return "\n".join(lines)
