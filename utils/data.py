@@ -102,3 +102,41 @@ def build_dataset(split: str, one_shot: bool, data_dir=None, limit: int | None =
             print(f"Dropped {len(dataset) - len(keep)} of {len(dataset)} {split} prompts longer than {max_prompt_tokens} tokens.")
             dataset = dataset.select(keep)
     return dataset
+
+
+def save_local_copy(splits: dict, out_dir=FALLBACK_DATA_DIRS[0]) -> Path:
+    """Write loaded splits as GSM8K's own JSONL, the first place ``load_gsm8k`` looks when the hub is down."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, dataset in splits.items():
+        with (out_dir / f"{split}.jsonl").open("w", encoding="utf-8") as f:
+            for row in dataset:
+                f.write(json.dumps({"question": row["question"], "answer": row["solution"]}) + "\n")
+    print(f"Saved {', '.join(f'{s} ({len(d)})' for s, d in splits.items())} to {out_dir}.")
+    return out_dir
+
+
+def token_length_table(dataset: Dataset, tokenizer):
+    """Tokens per row: the prompt without and with the one-shot example, and the reference solution."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "prompt_system_only": [prompt_token_count(tokenizer, build_prompt(q, False)) for q in dataset["question"]],
+        "prompt_one_shot": [prompt_token_count(tokenizer, build_prompt(q, True)) for q in dataset["question"]],
+        "solution": [len(ids) for ids in tokenizer(list(dataset["solution"]), add_special_tokens=False)["input_ids"]],
+    })
+
+
+def plot_token_lengths(lengths, prompt_limit: int = 256):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
+    for column in ("prompt_system_only", "prompt_one_shot"):
+        axes[0].hist(lengths[column], bins=50, alpha=0.6, label=f"{column} (over {prompt_limit}: {(lengths[column] > prompt_limit).sum()})")
+    axes[0].axvline(prompt_limit, color="red", ls="--")
+    axes[0].set(title="prompt tokens", xlabel="tokens", ylabel="questions")
+    axes[0].legend(fontsize=8)
+    axes[1].hist(lengths["solution"], bins=50, color="tab:green")
+    axes[1].set(title="reference solution tokens", xlabel="tokens")
+    fig.tight_layout()
+    return fig

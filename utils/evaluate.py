@@ -129,3 +129,22 @@ def format_summary(summary: dict) -> str:
     lines.append(f"format: strict {summary['format_strict']:.3f}, soft {summary['format_soft']:.3f}")
     lines.append(f"completion tokens: mean {summary['mean_completion_tokens']:.1f}, median {summary['median_completion_tokens']:.0f}; truncated {summary['truncated_share']:.3f}")
     return "\n".join(lines)
+
+
+def baseline_dir(cfg) -> Path:
+    return Path(cfg.run_root) / f"baseline_{'one_shot' if cfg.one_shot else 'system_prompt'}"
+
+
+def evaluate_baseline(cfg, model, tokenizer, backend=None) -> dict:
+    """Evaluate the untrained model with the experiment's prompt, once per prompt and model: the number
+    training must beat. Call it before training (a fresh LoRA adapter leaves the model unchanged)."""
+    out_dir = baseline_dir(cfg)
+    summary_path = out_dir / "eval_summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("model") == cfg.model_name and summary.get("limit") == cfg.eval_limit and summary.get("eval_version") == EVAL_VERSION:
+            print(f"Baseline already evaluated in {out_dir}.")
+            return summary
+    summary = evaluate(model, tokenizer, cfg, out_dir, backend)
+    cfg.save(out_dir / "config.json")
+    return summary

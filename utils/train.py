@@ -7,6 +7,7 @@ fixed set of test questions during training), ``completions.jsonl`` (a few sampl
 ``checkpoints/`` and, at the end, ``adapter/``.
 """
 
+import inspect
 import json
 import platform
 import subprocess
@@ -55,6 +56,15 @@ def environment_info(backend: dict | None = None, seed: int | None = None) -> di
         "seed": seed,
         "backend": backend,
     }
+
+
+def reward_record(func) -> dict:
+    """Name and source of a reward function, so a run folder says exactly what it was trained on."""
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        source = None
+    return {"name": getattr(func, "__name__", type(func).__name__), "module": getattr(func, "__module__", None), "source": source}
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
@@ -175,6 +185,7 @@ def train(cfg: ExperimentConfig, model, tokenizer, reward_funcs: list, backend: 
     if last_checkpoint:
         print(f"Resuming from {last_checkpoint} (step {resume_step}).")
 
+    (run_dir / "rewards.json").write_text(json.dumps([reward_record(f) for f in reward_funcs], indent=2))
     dataset = build_dataset("train", cfg.one_shot, cfg.data_dir, cfg.train_limit, tokenizer, cfg.max_prompt_length)
     graders = [BatchGrader("strict", samples_path), BatchGrader("numeric")]
     args = grpo_config(cfg, checkpoints)

@@ -1,0 +1,73 @@
+"""Run the whole study: execute the notebooks in order with papermill, writing runs/ and chart/.
+
+    python -m utils.pipeline            # the real experiments (a CUDA GPU; hours)
+    python -m utils.pipeline --smoke    # tiny random model, a few CPU steps, bundled data: minutes, offline
+    python -m utils.pipeline --only 02 05
+
+Executed notebooks are saved next to the runs (runs/notebooks/, or runs/smoke/notebooks/), outputs included.
+Smoke runs write to runs/smoke/ and their charts to runs/smoke/chart/, never over the real ones.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ["00_data_prep", "01_exp1_no_oneshot", "02_exp2_oneshot", "03_exp3_cosine_penalty", "04_exp4_cosine_no_penalty", "05_analysis"]
+SMOKE_ROOT = "runs/smoke"
+
+
+def notebook_parameters(name: str, smoke: bool) -> dict:
+    if name.startswith("05"):
+        return {"RUNS_ROOT": SMOKE_ROOT, "CHART_DIR": f"{SMOKE_ROOT}/chart", "SMOKE": True} if smoke else {}
+    if name.startswith("00"):
+        return {"SMOKE": smoke, "SAVE_LOCAL_COPY": not smoke}
+    return {"SMOKE": smoke}
+
+
+def select(only: list[str] | None) -> list[str]:
+    if not only:
+        return NOTEBOOKS
+    chosen = [nb for nb in NOTEBOOKS if any(nb.startswith(prefix) for prefix in only)]
+    unknown = [prefix for prefix in only if not any(nb.startswith(prefix) for nb in NOTEBOOKS)]
+    if unknown:
+        raise SystemExit(f"No notebook matches {unknown}; choose from {NOTEBOOKS}.")
+    return chosen
+
+
+def run(smoke: bool = False, only: list[str] | None = None) -> Path:
+    import papermill
+
+    chosen = select(only)
+    if not smoke and any(nb[:2] in ("01", "02", "03", "04") for nb in chosen):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("The real experiments need a CUDA GPU (a free Colab or Kaggle T4 works). On a CPU run `python -m utils.pipeline --smoke`, or `--only 00 05`.")
+    out_dir = REPO_ROOT / (SMOKE_ROOT if smoke else "runs") / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in chosen:
+        print(f"=== {name}", flush=True)
+        papermill.execute_notebook(
+            str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
+            parameters=notebook_parameters(name, smoke), cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=False, log_output=False,
+        )
+    runs_root = REPO_ROOT / (SMOKE_ROOT if smoke else "runs")
+    for summary in sorted(runs_root.glob("*/eval_summary.json")):
+        s = json.loads(summary.read_text())
+        print(f"{summary.parent.name:28s} accuracy numeric {s['accuracy_numeric']:.3f} / strict {s['accuracy_strict']:.3f} (n={s['n']})")
+    print(f"Executed notebooks: {out_dir}")
+    return out_dir
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny random model, a few CPU steps, bundled data")
+    parser.add_argument("--only", nargs="+", metavar="NN", help="notebook number prefixes to run, e.g. 02 05")
+    args = parser.parse_args(argv)
+    run(args.smoke, args.only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
