@@ -273,7 +273,13 @@ def written_reading(table: pd.DataFrame, differences: pd.DataFrame) -> str:
     length, accuracy = differences.loc["completion_length"], differences.loc["accuracy"]
 
     def verdict(row):
-        return "an interval that excludes 0" if row.ci95_low > 0 or row.ci95_high < 0 else "an interval that includes 0"
+        if row.ci95_low > 0 or row.ci95_high < 0:
+            edge = min(abs(row.ci95_low), abs(row.ci95_high))
+            return "an interval that only just excludes 0" if edge < 0.1 * abs(row.difference) else "an interval that excludes 0"
+        return "an interval that includes 0"
+
+    def support(row):
+        return {"an interval that excludes 0": "supported", "an interval that only just excludes 0": "weakly supported"}.get(verdict(row), "not supported")
 
     return "\n".join([
         f"- Shorter reasoning: over the first {int(standard.steps)} steps the cosine run's completions average {cosine.mean_length:.0f} tokens against "
@@ -281,8 +287,9 @@ def written_reading(table: pd.DataFrame, differences: pd.DataFrame) -> str:
         f"the difference is {length.difference:+.1f} tokens, 95% block-bootstrap interval [{length.ci95_low:+.1f}, {length.ci95_high:+.1f}], {verdict(length)}.",
         f"- Accuracy: training-batch accuracy averages {cosine.mean_accuracy:.3f} (cosine) against {standard.mean_accuracy:.3f} (standard); after warm-up the "
         f"difference is {accuracy.difference:+.3f} [{accuracy.ci95_low:+.3f}, {accuracy.ci95_high:+.3f}], {verdict(accuracy)}.",
-        "- Strength of evidence: one seed per setting, and accuracy measured on training batches (16 completions per step, the study's strict "
-        "string grader), not on held-out questions. The length effect is large and consistent; the accuracy gap is small next to step-to-step noise.",
+        f"- Verdict: the study's claim of shorter reasoning with the cosine reward is {support(length)}; its claim of slightly lower accuracy "
+        f"is {support(accuracy)}. Both rest on one seed per setting and on training-batch accuracy (16 completions per step, the study's "
+        "strict string grader), not on held-out questions.",
         "- Not testable from these logs: Exp1 (no run without one-shot and with standard rewards) and Exp3 (the only penalised run also dropped the "
         "one-shot example and logged no accuracy). Run notebooks 01-04 for those.",
     ])

@@ -29,6 +29,7 @@ class ExperimentConfig:
     fast_inference: bool = True  # KIT: Unsloth's vLLM generation when vllm is installed
     gpu_memory_utilization: float = 0.5  # KIT: share of GPU memory vLLM may take. Reduce if out of memory
     allow_cpu: bool = False  # let a real model run on CPU (very slow; for debugging only)
+    precision: str = "auto"  # auto: bf16 where supported, fp16 on a T4, fp32 on CPU; or "fp16" / "bf16" / "fp32"
 
     # data
     data_dir: str | None = None  # None: the hub, with local fallback (utils.data)
@@ -49,6 +50,7 @@ class ExperimentConfig:
     # per_device_train_batch_size = num_generations and gradient_accumulation_steps = prompts_per_step.
     prompts_per_step: int = 4
     max_completion_length: int = 786
+    min_completion_length: int = 0  # > 0 forces this many tokens (benchmarks with random weights, which never stop)
     num_train_epochs: int = 1  # one epoch = 7,464 prompts / 4 = 1,866 steps
     max_steps: int = -1  # > 0 overrides epochs
     beta: float = 0.04  # KL coefficient, TRL 0.14's default
@@ -96,6 +98,10 @@ class ExperimentConfig:
             problems.append("max_completion_length and eval_max_new_tokens must be positive")
         if self.lora_rank < 0:
             problems.append("lora_rank must be >= 0 (0 = full fine-tuning)")
+        if self.precision not in ("auto", "fp16", "bf16", "fp32"):
+            problems.append(f"precision {self.precision!r} is not one of auto, fp16, bf16, fp32")
+        if self.min_completion_length > self.max_completion_length:
+            problems.append("min_completion_length cannot exceed max_completion_length")
         if self.probe_every < 0 or self.probe_size < 0:
             problems.append("probe_every and probe_size must be >= 0")
         if problems:

@@ -28,8 +28,10 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def pick_dtype() -> torch.dtype:
-    """bf16 where the GPU supports it, fp16 on older GPUs such as the T4, fp32 on CPU."""
+def pick_dtype(precision: str = "auto") -> torch.dtype:
+    """bf16 where the GPU supports it, fp16 on older GPUs such as the T4, fp32 on CPU; or as asked."""
+    if precision != "auto":
+        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     if not torch.cuda.is_available():
         return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -48,6 +50,8 @@ def build_random_qwen2(model_name: str = "tiny", seed: int = 0, dtype: torch.dty
     if model_name == "tiny":
         for key, value in TINY_OVERRIDES.items():
             setattr(config, key, value)
+        if getattr(config, "layer_types", None):
+            config.layer_types = config.layer_types[: config.num_hidden_layers]
     config.torch_dtype = dtype
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
@@ -72,6 +76,8 @@ def _load_unsloth(cfg):
         fast_inference=fast_inference,
         max_lora_rank=max(cfg.lora_rank, 1),
         gpu_memory_utilization=cfg.gpu_memory_utilization,
+        dtype=None if cfg.precision == "auto" else pick_dtype(cfg.precision),
+        full_finetuning=cfg.lora_rank == 0,
     )
     if cfg.lora_rank > 0:
         model = FastLanguageModel.get_peft_model(
@@ -83,7 +89,7 @@ def _load_unsloth(cfg):
 
 def load_model(cfg):
     """Model and tokenizer for an experiment config, plus a record of the backend that was chosen."""
-    dtype = pick_dtype()
+    dtype = pick_dtype(cfg.precision)
     if cfg.model_name not in RANDOM_MODELS and not torch.cuda.is_available() and not cfg.allow_cpu:
         raise RuntimeError(
             f"Training {cfg.model_name} needs a CUDA GPU and none was found. On Colab: Runtime > Change runtime type > "
@@ -94,10 +100,12 @@ def load_model(cfg):
         model, tokenizer, fast_inference = _load_unsloth(cfg)
         backend.update(backend="unsloth", fast_inference=fast_inference)
     else:
+        # Full fine-tuning in fp16 keeps fp32 master weights (fp16 autocast), as a T4 without bf16 requires.
+        weights_dtype = torch.float32 if cfg.lora_rank == 0 and dtype == torch.float16 else dtype
         if cfg.model_name in RANDOM_MODELS:
-            model = build_random_qwen2(cfg.model_name, seed=cfg.seed, dtype=dtype)
+            model = build_random_qwen2(cfg.model_name, seed=cfg.seed, dtype=weights_dtype)
         else:
-            model = AutoModelForCausalLM.from_pretrained(cfg.model_name, dtype=dtype, attn_implementation="sdpa")
+            model = AutoModelForCausalLM.from_pretrained(cfg.model_name, dtype=weights_dtype, attn_implementation="sdpa")
         tokenizer = load_tokenizer(cfg.model_name)
         if cfg.lora_rank > 0:
             model = _add_peft_lora(model, cfg)

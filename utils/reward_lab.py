@@ -178,7 +178,7 @@ def length_curves(funcs, lengths=range(0, 1001, 25)) -> pd.DataFrame:
         for func in funcs:
             for n, value in zip(lengths, _call(func, kwargs, "synthetic completions of growing length")):
                 rows.append({"reward": _name(func), "reasoning_tokens": n, "answer": "correct" if correct else "wrong", "value": value})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["reward", "reasoning_tokens", "answer", "value"])
 
 
 def plot_length_rewards(funcs, tokenizer=None):

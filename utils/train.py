@@ -135,11 +135,15 @@ class HeldOutProbe(TrainerCallback):
             print(f"[probe] step {state.global_step}: held-out accuracy strict {row['accuracy_strict']:.3f}, numeric {row['accuracy_numeric']:.3f} (n={row['n']})")
 
 
-def grpo_config(cfg: ExperimentConfig, output_dir: Path):
+def grpo_config(cfg: ExperimentConfig, output_dir: Path, backend: dict | None = None):
     """Map the experiment config onto TRL's GRPOConfig (see ExperimentConfig.prompts_per_step)."""
     from trl import GRPOConfig
 
-    dtype = pick_dtype()
+    dtype = pick_dtype(cfg.precision)
+    generation_kwargs = None
+    if cfg.min_completion_length:
+        key = "min_tokens" if (backend or {}).get("fast_inference") else "min_new_tokens"  # vLLM vs transformers name
+        generation_kwargs = {key: cfg.min_completion_length}
     return GRPOConfig(
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate, adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2, weight_decay=cfg.weight_decay,
@@ -151,7 +155,7 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path):
         loss_type=cfg.loss_type, seed=cfg.seed, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, gradient_checkpointing=cfg.gradient_checkpointing,
-        reward_weights=None, report_to="none", disable_tqdm=False,
+        generation_kwargs=generation_kwargs, reward_weights=None, report_to="none", disable_tqdm=False,
     )
 
 
@@ -188,7 +192,7 @@ def train(cfg: ExperimentConfig, model, tokenizer, reward_funcs: list, backend: 
     (run_dir / "rewards.json").write_text(json.dumps([reward_record(f) for f in reward_funcs], indent=2))
     dataset = build_dataset("train", cfg.one_shot, cfg.data_dir, cfg.train_limit, tokenizer, cfg.max_prompt_length)
     graders = [BatchGrader("strict", samples_path), BatchGrader("numeric")]
-    args = grpo_config(cfg, checkpoints)
+    args = grpo_config(cfg, checkpoints, backend)
     args.reward_weights = [1.0] * len(reward_funcs) + [0.0] * len(graders)
     callbacks = [StepLogger(log_path)]
     if cfg.probe_every and cfg.probe_size:

@@ -1,0 +1,52 @@
+"""Every notebook executes top to bottom in smoke mode, through the same command users run."""
+
+import json
+
+import nbformat
+import pytest
+
+from utils.pipeline import NOTEBOOKS, REPO_ROOT, SMOKE_ROOT, run
+
+EXPERIMENT_NOTEBOOKS = [nb for nb in NOTEBOOKS if nb[:2] in ("01", "02", "03", "04")]
+
+
+def read(name):
+    return nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_are_committed_clean_with_a_parameters_cell(name):
+    notebook = read(name)
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in notebook.cells if c.cell_type == "code")
+    assert sum("parameters" in c.metadata.get("tags", []) for c in notebook.cells) == 1
+
+
+def test_experiment_notebooks_differ_only_in_title_and_parameters():
+    def body(name):
+        return [c.source for c in read(name).cells[1:] if "parameters" not in c.metadata.get("tags", [])]
+
+    first = body(EXPERIMENT_NOTEBOOKS[0])
+    assert all(body(name) == first for name in EXPERIMENT_NOTEBOOKS[1:])
+    for name in EXPERIMENT_NOTEBOOKS:
+        parameters = next(c.source for c in read(name).cells if "parameters" in c.metadata.get("tags", []))
+        assert f'EXPERIMENT = "{name[3:]}"' in parameters
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_executes_every_notebook_and_writes_runs():
+    out_dir = run(smoke=True)
+    root = REPO_ROOT / SMOKE_ROOT
+    for name in NOTEBOOKS:
+        executed = nbformat.read(out_dir / f"{name}.ipynb", as_version=4)
+        errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, (name, errors)
+    for experiment in ("exp1_no_oneshot", "exp2_oneshot", "exp3_cosine_penalty", "exp4_cosine_no_penalty"):
+        run_dir = root / experiment
+        for artefact in ("config.json", "environment.json", "log.jsonl", "probe.jsonl", "eval.jsonl", "eval_summary.json", "adapter"):
+            assert (run_dir / artefact).exists(), (experiment, artefact)
+        summary = json.loads((run_dir / "eval_summary.json").read_text())
+        assert summary["n"] == 8 and "accuracy_numeric_ci95" in summary
+    assert (root / "baseline_one_shot" / "eval_summary.json").exists() and (root / "baseline_system_prompt" / "eval_summary.json").exists()
+    lab = nbformat.read(out_dir / "02_exp2_oneshot.ipynb", as_version=4)
+    assert any("pass TRL's contract checks" in o.get("text", "") for c in lab.cells for o in c.get("outputs", []))
+    assert (root / "chart" / "exp2_vs_exp4_accuracy.png").exists() and (root / "chart" / "kit_runs.png").exists()

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from utils.stats import bootstrap_mean_difference, mcnemar_exact, pearson_with_ci, wilson_interval
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(40, 100)
+    assert (round(low, 4), round(high, 4)) == (0.3094, 0.4980)  # standard Wilson 95% for 40/100
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert np.isnan(wilson_interval(0, 0)[0])
+
+
+def test_mcnemar_counts_only_discordant_pairs():
+    a = [True] * 50 + [True] * 10 + [False] * 2 + [False] * 38
+    b = [True] * 50 + [False] * 10 + [True] * 2 + [False] * 38
+    result = mcnemar_exact(a, b)
+    assert (result["only_a_correct"], result["only_b_correct"]) == (10, 2)
+    assert result["p_value"] == pytest.approx(0.0386, abs=1e-4)  # exact binomial, 2 of 12 discordant
+    assert mcnemar_exact(a, a)["p_value"] == 1.0
+
+
+def test_bootstrap_interval_covers_the_difference():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(10, 1, 500), rng.normal(9, 1, 500)
+    result = bootstrap_mean_difference(x, y, paired=False, n_resamples=2000)
+    assert result["ci95"][0] < result["difference"] < result["ci95"][1] and result["ci95"][0] > 0.8
+
+
+def test_pearson_with_ci():
+    x = np.arange(100.0)
+    result = pearson_with_ci(x, 2 * x + np.random.default_rng(0).normal(0, 5, 100))
+    assert result["r"] > 0.99 and result["ci95"][0] < result["r"] < result["ci95"][1] and result["n"] == 100
+    assert np.isnan(pearson_with_ci([1, 1, 1, 1], [1, 2, 3, 4])["r"])

@@ -1,0 +1,108 @@
+"""The training path for real: TRL's GRPOTrainer on the tiny random Qwen2, on CPU."""
+
+import json
+
+import pytest
+import torch
+
+from utils.evaluate import evaluate
+from utils.experiments import make_config
+from utils.model import load_model
+from utils.rewards import build_reward_funcs
+from utils.train import read_jsonl_rows, train
+
+pytestmark = pytest.mark.slow
+
+
+def low_token_share(completion_ids, **kwargs):
+    """A reward a random model can learn: the share of completion tokens in the lower half of the vocabulary.
+    (Every study reward is 0 for a random model, so its advantages, and gradients, would be 0.)"""
+    half = 151_665 // 2
+    return [sum(t < half for t in ids) / max(len(ids), 1) for ids in completion_ids]
+
+
+def tiny_config(tmp_path, **overrides):
+    settings = dict(run_root=str(tmp_path), max_steps=4, probe_every=2, probe_size=2, eval_limit=4)
+    settings.update(overrides)
+    return make_config("exp2_oneshot", smoke=True, **settings)
+
+
+def test_training_changes_lora_weights_and_logs_every_step(tmp_path):
+    cfg = tiny_config(tmp_path)
+    model, tokenizer, backend = load_model(cfg)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    run_dir = train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer) + [low_token_share], backend)
+
+    after = dict(model.named_parameters())
+    lora = [n for n in before if "lora_B" in n]
+    assert lora and all(not torch.equal(before[n], after[n]) for n in lora), "LoRA weights did not change"
+    frozen = [n for n in before if "lora_" not in n]
+    assert all(torch.equal(before[n], after[n]) for n in frozen), "base weights changed under LoRA"
+
+    rows = read_jsonl_rows(run_dir / "log.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for column in ("loss", "kl", "reward", "completion_length", "correct_frac_strict", "correct_frac_numeric", "rewards/correctness_reward_func/mean", "rewards/xmlcount_reward_func/mean"):
+        assert all(column in r for r in rows), column
+    assert [r["step"] for r in read_jsonl_rows(run_dir / "probe.jsonl")] == [2, 4]
+    assert json.loads((run_dir / "config.json").read_text())["reward_set"] == "standard"
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert environment["packages"]["trl"] and environment["backend"]["backend"] == "transformers+peft"
+    assert [r["name"] for r in json.loads((run_dir / "rewards.json").read_text())][-2:] == ["correctness_reward_func", "low_token_share"]
+    assert (run_dir / "adapter" / "adapter_config.json").exists()
+
+
+class Disconnect(Exception):
+    pass
+
+
+def test_rerun_after_interruption_resumes_from_last_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=4, save_steps=2, probe_every=0)
+    model, tokenizer, backend = load_model(cfg)
+    calls = []
+
+    def disconnects_during_step_3(completions, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Disconnect("runtime disconnected")
+        return [0.0] * len(completions)
+
+    with pytest.raises(Disconnect):
+        train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer) + [disconnects_during_step_3], backend)
+    assert [r["step"] for r in read_jsonl_rows(cfg.run_dir / "log.jsonl")] == [1, 2]
+
+    model, tokenizer, backend = load_model(cfg)  # a fresh session
+    train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
+    assert [r["step"] for r in read_jsonl_rows(cfg.run_dir / "log.jsonl")] == [1, 2, 3, 4]
+    state = json.loads((cfg.run_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+
+
+def test_rerun_with_a_different_config_is_refused(tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=1, probe_every=0)
+    model, tokenizer, backend = load_model(cfg)
+    train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
+    changed = tiny_config(tmp_path, max_steps=1, probe_every=0, learning_rate=0.5)
+    with pytest.raises(ValueError, match="different config .*learning_rate"):
+        train(changed, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
+
+
+def test_grpo_raises_a_learnable_reward(tmp_path):
+    """A reward the random model can learn (prefer token ids in the lower half of the vocabulary) rises."""
+    cfg = tiny_config(tmp_path, max_steps=24, learning_rate=1e-2, num_generations=8, prompts_per_step=1, max_completion_length=8, beta=0.0, probe_every=0, save_steps=100, warmup_ratio=0.0)
+    model, tokenizer, backend = load_model(cfg)
+    train(cfg, model, tokenizer, [low_token_share], backend)
+    rewards = [r["rewards/low_token_share/mean"] for r in read_jsonl_rows(cfg.run_dir / "log.jsonl")]
+    first, last = sum(rewards[:6]) / 6, sum(rewards[-6:]) / 6
+    assert last > first + 0.05, f"reward did not rise: first 6 steps {first:.3f}, last 6 {last:.3f}"
+
+
+def test_evaluation_counts_tokens_and_truncation(tmp_path):
+    cfg = tiny_config(tmp_path, eval_max_new_tokens=5, eval_limit=3)
+    model, tokenizer, backend = load_model(cfg)
+    summary = evaluate(model, tokenizer, cfg, tmp_path / "eval", backend)
+    records = [json.loads(line) for line in (tmp_path / "eval" / "eval.jsonl").read_text().splitlines()]
+    assert summary["n"] == len(records) == 3
+    assert all(r["completion_tokens"] <= 5 for r in records)
+    assert summary["truncated_share"] == sum(r["truncated"] for r in records) / 3
+    assert 0 <= summary["accuracy_numeric_ci95"][0] <= summary["accuracy_numeric"] <= summary["accuracy_numeric_ci95"][1] <= 1
+    assert summary["graders"] == {"strict": "utils.grading.is_correct_strict", "numeric": "utils.grading.is_correct"}
