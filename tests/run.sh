@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0
 python -m pip install -q -r tests/requirements.txt
-python -m ipykernel install --user --name python3 >/dev/null
+python -m ipykernel install --sys-prefix --name python3 >/dev/null  # the notebooks run in this environment
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m pytest "$@"

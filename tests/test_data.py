@@ -33,7 +33,7 @@ def test_malformed_file_names_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"train.jsonl, line 3"):
         load_gsm8k("train", tmp_path)
     (tmp_path / "test.jsonl").write_text(good + "\n" + json.dumps({"question": "q"}) + "\n")
-    with pytest.raises(ValueError, match=r"test.jsonl, line 2: expected GSM8K fields"):
+    with pytest.raises(ValueError, match=r"test.jsonl, line 2: expected the fields \['question', 'answer'\]"):
         load_gsm8k("test", tmp_path)
 
 
@@ -46,3 +46,16 @@ def test_solution_without_final_answer_is_reported(tmp_path):
 def test_unknown_split():
     with pytest.raises(ValueError, match="Unknown split"):
         load_gsm8k("validation", SAMPLE_DATA_DIR)
+
+
+def test_hub_failure_falls_back_to_a_local_copy(monkeypatch, capsys):
+    import utils.data as data
+
+    monkeypatch.delenv("GSM8K_DIR", raising=False)
+    monkeypatch.setattr(data, "FALLBACK_DATA_DIRS", [SAMPLE_DATA_DIR])
+    assert len(data.load_gsm8k("test")) == 48  # the hub is offline in tests
+    assert "using the local copy" in capsys.readouterr().out
+
+    monkeypatch.setattr(data, "FALLBACK_DATA_DIRS", [])
+    with pytest.raises(RuntimeError, match="found no local copy.*GSM8K_DIR"):
+        data.load_gsm8k("test")

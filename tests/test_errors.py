@@ -25,6 +25,9 @@ def test_unknown_config_field():
         (dict(max_completion_length=0), "max_completion_length"),
         (dict(reward_set="fancy"), "reward_set 'fancy' is not one of"),
         (dict(lora_rank=-1), "lora_rank"),
+        (dict(eval_batch_size=0), "eval_batch_size must be at least 1"),
+        (dict(precision="fp8"), "precision 'fp8' is not one of"),
+        (dict(min_completion_length=900), "min_completion_length cannot exceed"),
     ],
 )
 def test_impossible_settings(overrides, message):

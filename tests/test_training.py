@@ -9,7 +9,8 @@ from utils.evaluate import evaluate
 from utils.experiments import make_config
 from utils.model import load_model
 from utils.rewards import build_reward_funcs
-from utils.train import read_jsonl_rows, train
+from utils.data import read_run_jsonl
+from utils.train import train
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +40,11 @@ def test_training_changes_lora_weights_and_logs_every_step(tmp_path):
     frozen = [n for n in before if "lora_" not in n]
     assert all(torch.equal(before[n], after[n]) for n in frozen), "base weights changed under LoRA"
 
-    rows = read_jsonl_rows(run_dir / "log.jsonl")
+    rows = read_run_jsonl(run_dir / "log.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     for column in ("loss", "kl", "reward", "completion_length", "correct_frac_strict", "correct_frac_numeric", "rewards/correctness_reward_func/mean", "rewards/xmlcount_reward_func/mean"):
         assert all(column in r for r in rows), column
-    assert [r["step"] for r in read_jsonl_rows(run_dir / "probe.jsonl")] == [2, 4]
+    assert [r["step"] for r in read_run_jsonl(run_dir / "probe.jsonl")] == [2, 4]
     assert json.loads((run_dir / "config.json").read_text())["reward_set"] == "standard"
     environment = json.loads((run_dir / "environment.json").read_text())
     assert environment["packages"]["trl"] and environment["backend"]["backend"] == "transformers+peft"
@@ -68,11 +69,11 @@ def test_rerun_after_interruption_resumes_from_last_checkpoint(tmp_path):
 
     with pytest.raises(Disconnect):
         train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer) + [disconnects_during_step_3], backend)
-    assert [r["step"] for r in read_jsonl_rows(cfg.run_dir / "log.jsonl")] == [1, 2]
+    assert [r["step"] for r in read_run_jsonl(cfg.run_dir / "log.jsonl")] == [1, 2]
 
     model, tokenizer, backend = load_model(cfg)  # a fresh session
     train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
-    assert [r["step"] for r in read_jsonl_rows(cfg.run_dir / "log.jsonl")] == [1, 2, 3, 4]
+    assert [r["step"] for r in read_run_jsonl(cfg.run_dir / "log.jsonl")] == [1, 2, 3, 4]
     state = json.loads((cfg.run_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
 
@@ -91,7 +92,7 @@ def test_grpo_raises_a_learnable_reward(tmp_path):
     cfg = tiny_config(tmp_path, max_steps=24, learning_rate=1e-2, num_generations=8, prompts_per_step=1, max_completion_length=8, beta=0.0, probe_every=0, save_steps=100, warmup_ratio=0.0)
     model, tokenizer, backend = load_model(cfg)
     train(cfg, model, tokenizer, [low_token_share], backend)
-    rewards = [r["rewards/low_token_share/mean"] for r in read_jsonl_rows(cfg.run_dir / "log.jsonl")]
+    rewards = [r["rewards/low_token_share/mean"] for r in read_run_jsonl(cfg.run_dir / "log.jsonl")]
     first, last = sum(rewards[:6]) / 6, sum(rewards[-6:]) / 6
     assert last > first + 0.05, f"reward did not rise: first 6 steps {first:.3f}, last 6 {last:.3f}"
 

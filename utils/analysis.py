@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from utils.data import read_jsonl, read_run_jsonl
 from utils.rewards import CORRECTNESS_REWARD_VALUES
 from utils.stats import bootstrap_mean_difference, mcnemar_exact, pearson_with_ci
 
@@ -75,7 +76,7 @@ def load_run_logs(path) -> pd.DataFrame:
     if path.name.startswith("events.out.tfevents"):
         return _tidy(_read_tensorboard(path))
     if path.suffix == ".jsonl":
-        return _tidy(pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()]))
+        return _tidy(pd.DataFrame(read_run_jsonl(path)))
     if path.suffix == ".json":
         history = json.loads(path.read_text()).get("log_history", [])
         return _tidy(pd.DataFrame([row for row in history if "step" in row and "train_runtime" not in row]))
@@ -130,7 +131,7 @@ def step_length_accuracy_correlation(df: pd.DataFrame) -> dict:
 def read_eval(path) -> pd.DataFrame:
     path = Path(path)
     path = path / "eval.jsonl" if path.is_dir() else path
-    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    return pd.DataFrame(read_jsonl(path))
 
 
 def question_length_accuracy_correlation(eval_path, grader: str = "numeric") -> dict:
@@ -196,8 +197,7 @@ def plot_run(run_dir, window: int = 10):
     import matplotlib.pyplot as plt
 
     df = load_run_logs(run_dir)
-    probe_path = Path(run_dir) / "probe.jsonl"
-    probe = pd.DataFrame([json.loads(line) for line in probe_path.read_text().splitlines() if line.strip()]) if probe_path.exists() else pd.DataFrame()
+    probe = pd.DataFrame(read_run_jsonl(Path(run_dir) / "probe.jsonl"))
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.4))
     for ax, column, label in zip(axes, ["reward", "accuracy", "completion_length"], ["total reward", "training-batch accuracy (strict)", "completion tokens"]):
         ax.plot(df["step"], df[column], alpha=0.3, color="tab:blue")

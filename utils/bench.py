@@ -43,7 +43,8 @@ def _worker(config: str, experiment: str, length: int, steps: int, model_name: s
     from utils.experiments import make_config
     from utils.model import load_model
     from utils.rewards import build_reward_funcs
-    from utils.train import read_jsonl_rows, train
+    from utils.data import read_run_jsonl
+    from utils.train import train
 
     overrides = dict(CONFIGS[config])
     cap_fraction = None
@@ -66,7 +67,7 @@ def _worker(config: str, experiment: str, length: int, steps: int, model_name: s
         started = time.time()
         run_dir = train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
         wall = time.time() - started
-        rows = read_jsonl_rows(run_dir / "log.jsonl")
+        rows = read_run_jsonl(run_dir / "log.jsonl")
         step_times = [r["step_time"] for r in rows[1:]] or [r["step_time"] for r in rows]  # the first step warms up
         seconds_per_step = statistics.median(step_times)
         completions = cfg.num_generations * cfg.prompts_per_step

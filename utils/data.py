@@ -18,7 +18,10 @@ FALLBACK_DATA_DIRS = [REPO_ROOT / "data" / "gsm8k", REPO_ROOT.parent / "shared" 
 SPLITS = ("train", "test")
 
 
-def read_jsonl(path: Path) -> list[dict]:
+GSM8K_FIELDS = ("question", "answer")
+
+
+def read_jsonl(path, required_fields: tuple = ()) -> list[dict]:
     """Rows of a JSONL file; a bad line raises an error naming the file and line."""
     path = Path(path)
     if not path.is_file():
@@ -32,10 +35,15 @@ def read_jsonl(path: Path) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}, line {line_number}: not valid JSON ({e.msg}).") from None
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
-                raise ValueError(f"{path}, line {line_number}: expected GSM8K fields 'question' and 'answer' as strings.")
+            if not isinstance(row, dict) or not all(isinstance(row.get(field), str) for field in required_fields):
+                raise ValueError(f"{path}, line {line_number}: expected the fields {list(required_fields)} as strings.")
             rows.append(row)
     return rows
+
+
+def read_run_jsonl(path) -> list[dict]:
+    """Rows a run wrote (log, probe, completions, evaluation); none when the file does not exist yet."""
+    return read_jsonl(path) if Path(path).is_file() else []
 
 
 def _from_rows(rows: list[dict], source: str) -> Dataset:
@@ -49,7 +57,7 @@ def _from_rows(rows: list[dict], source: str) -> Dataset:
 
 def load_local_gsm8k(split: str, data_dir) -> Dataset:
     path = Path(data_dir) / f"{split}.jsonl"
-    return _from_rows(read_jsonl(path), str(path))
+    return _from_rows(read_jsonl(path, GSM8K_FIELDS), str(path))
 
 
 def load_gsm8k(split: str, data_dir=None) -> Dataset:

@@ -94,6 +94,8 @@ class ExperimentConfig:
             problems.append("num_generations must be at least 2: GRPO compares completions within a group")
         if self.prompts_per_step < 1:
             problems.append("prompts_per_step must be at least 1")
+        if self.eval_batch_size < 1:
+            problems.append("eval_batch_size must be at least 1")
         if self.max_completion_length < 1 or self.eval_max_new_tokens < 1:
             problems.append("max_completion_length and eval_max_new_tokens must be positive")
         if self.lora_rank < 0:

@@ -9,12 +9,12 @@
 """
 
 import inspect
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
+from utils.data import read_run_jsonl
 from utils.prompts import build_prompt
 
 JANET = "Janet’s ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?"
@@ -160,8 +160,7 @@ def style_reward_table(table: pd.DataFrame):
 
 def run_completions(run_dir, n: int = 8) -> list[dict]:
     """The last ``n`` completions a training run logged, ready for ``reward_table``."""
-    path = Path(run_dir) / "completions.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    rows = read_run_jsonl(Path(run_dir) / "completions.jsonl")
     return [{"label": f"step {r['step']} #{i}", "answer": r["gold"], "completion": r["completion"]} for i, r in enumerate(rows[-n:])]
 
 

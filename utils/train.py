@@ -19,7 +19,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from utils.data import REPO_ROOT, build_dataset
+from utils.data import REPO_ROOT, build_dataset, read_run_jsonl
 from utils.evaluate import evaluate
 from utils.experiments import ExperimentConfig
 from utils.grading import is_correct, is_correct_strict
@@ -75,8 +75,7 @@ def _append_jsonl(path: Path, row: dict) -> None:
 def _truncate_jsonl(path: Path, last_step: int) -> None:
     """Drop rows logged after the checkpoint we resume from, so each step appears once."""
     if path.exists():
-        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= last_step]
-        path.write_text("".join(line + "\n" for line in rows))
+        path.write_text("".join(json.dumps(row) + "\n" for row in read_run_jsonl(path) if row.get("step", 0) <= last_step))
 
 
 class BatchGrader:
@@ -201,8 +200,3 @@ def train(cfg: ExperimentConfig, model, tokenizer, reward_funcs: list, backend: 
     trainer.train(resume_from_checkpoint=last_checkpoint)
     trainer.save_model(str(run_dir / ("adapter" if cfg.lora_rank else "model")))
     return run_dir
-
-
-def read_jsonl_rows(path) -> list[dict]:
-    path = Path(path)
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
