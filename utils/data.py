@@ -1,7 +1,9 @@
 """GSM8K loading: the hub by default, a local folder of GSM8K's own JSONL when asked or when the hub is down."""
 
+import functools
 import json
 import os
+import socket
 from pathlib import Path
 
 from datasets import Dataset
@@ -19,6 +21,18 @@ SPLITS = ("train", "test")
 
 
 GSM8K_FIELDS = ("question", "answer")
+
+
+@functools.cache
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """One quick check per session, so an offline machine falls back at once instead of after minutes of retries."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def read_jsonl(path, required_fields: tuple = ()) -> list[dict]:
@@ -72,6 +86,8 @@ def load_gsm8k(split: str, data_dir=None) -> Dataset:
     if data_dir:
         return load_local_gsm8k(split, data_dir)
     try:
+        if not hub_reachable():
+            raise ConnectionError("the hub is unreachable")
         from datasets import load_dataset
 
         hub = load_dataset(HUB_ID, HUB_CONFIG, split=split)
@@ -79,7 +95,7 @@ def load_gsm8k(split: str, data_dir=None) -> Dataset:
     except Exception as error:
         for fallback in FALLBACK_DATA_DIRS:
             if (fallback / f"{split}.jsonl").is_file():
-                print(f"Could not load {HUB_ID} from the hub ({type(error).__name__}); using the local copy in {fallback}.")
+                print(f"Could not load {HUB_ID} from the hub ({error}); using the local copy in {fallback}.")
                 return load_local_gsm8k(split, fallback)
         raise RuntimeError(
             f"Could not load {HUB_ID} from the hub ({error}) and found no local copy in {[str(d) for d in FALLBACK_DATA_DIRS]}. "

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets" / "qwen2.5-0.5b-instruct"
+BUNDLED_TOKENIZER_OF = "Qwen/Qwen2.5-0.5B-Instruct"  # ASSETS_DIR holds this model's real tokenizer
 RANDOM_MODELS = ("tiny", "random-full")
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Small enough to train on two CPU cores; initializer_range=0.5 makes the random model's sampling peaked
@@ -38,7 +39,13 @@ def pick_dtype(precision: str = "auto") -> torch.dtype:
 
 
 def load_tokenizer(model_name: str):
-    tokenizer = AutoTokenizer.from_pretrained(ASSETS_DIR if model_name in RANDOM_MODELS else model_name)
+    """The model's tokenizer; for Qwen2.5-0.5B-Instruct, the bundled copy when the hub cannot be reached."""
+    from utils.data import hub_reachable
+
+    offline_copy = model_name == BUNDLED_TOKENIZER_OF and not hub_reachable()
+    if offline_copy:
+        print(f"The hub is unreachable; using the bundled {BUNDLED_TOKENIZER_OF} tokenizer from {ASSETS_DIR}.")
+    tokenizer = AutoTokenizer.from_pretrained(ASSETS_DIR if model_name in RANDOM_MODELS or offline_copy else model_name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
