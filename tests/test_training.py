@@ -107,3 +107,21 @@ def test_evaluation_counts_tokens_and_truncation(tmp_path):
     assert summary["truncated_share"] == sum(r["truncated"] for r in records) / 3
     assert 0 <= summary["accuracy_numeric_ci95"][0] <= summary["accuracy_numeric"] <= summary["accuracy_numeric_ci95"][1] <= 1
     assert summary["graders"] == {"strict": "utils.grading.is_correct_strict", "numeric": "utils.grading.is_correct"}
+
+
+def test_grpo_config_reproduces_the_studys_logged_arguments(tmp_path):
+    """The study's TRL 0.14 arguments (utils/assets/study_args.json), mapped onto today's TRL."""
+    from utils.data import REPO_ROOT
+    from utils.train import grpo_config
+
+    study = json.loads((REPO_ROOT / "utils" / "assets" / "study_args.json").read_text())["args"]
+    cfg = make_config("exp2_oneshot")
+    args = grpo_config(cfg, tmp_path)
+    for key in ("learning_rate", "adam_beta1", "adam_beta2", "weight_decay", "lr_scheduler_type", "max_grad_norm", "num_generations", "max_completion_length", "num_train_epochs", "beta", "temperature", "seed", "logging_steps"):
+        assert getattr(args, key) == study[key] or str(getattr(args, key)) == f"SchedulerType.{study[key].upper()}", key
+    assert args.warmup_steps == study["warmup_ratio"]  # transformers 5: a float below 1 is a ratio
+    assert cfg.max_prompt_length == study["max_prompt_length"]
+    # TRL 0.14 counted prompts per batch: 1 prompt x 4 accumulation steps x 4 generations = 16 completions per step.
+    study_completions = study["per_device_train_batch_size"] * study["gradient_accumulation_steps"] * study["num_generations"]
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == study_completions
+    assert args.top_k == 50 and args.loss_type == "grpo"

@@ -31,7 +31,8 @@ def _generate_transformers(model, tokenizer, texts, max_new_tokens, batch_size, 
             batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.no_grad():
                 out = model.generate(
-                    **batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+                    # Plain greedy: override the sampling settings and repetition penalty (1.1) in Qwen's generation config.
+                    **batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None, repetition_penalty=1.0,
                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                 )
             for row in out[:, batch["input_ids"].shape[1] :].tolist():

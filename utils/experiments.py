@@ -55,6 +55,7 @@ class ExperimentConfig:
     max_steps: int = -1  # > 0 overrides epochs
     beta: float = 0.04  # KL coefficient, TRL 0.14's default
     temperature: float = 0.9  # TRL 0.14's default
+    top_k: int = 50  # TRL 0.14 sampled with transformers' default top-k 50 (today's TRL default, 0, disables it)
     loss_type: str = "grpo"  # TRL 0.14's per-sequence normalisation
     seed: int = 42
     logging_steps: int = 1

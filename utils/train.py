@@ -150,7 +150,7 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, backend: dict | None = 
         lr_scheduler_type=cfg.lr_scheduler_type, max_grad_norm=cfg.max_grad_norm,
         per_device_train_batch_size=cfg.num_generations, gradient_accumulation_steps=cfg.prompts_per_step,
         num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, beta=cfg.beta, temperature=cfg.temperature,
+        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, beta=cfg.beta, temperature=cfg.temperature, top_k=cfg.top_k,
         loss_type=cfg.loss_type, seed=cfg.seed, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, gradient_checkpointing=cfg.gradient_checkpointing,
