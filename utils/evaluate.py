@@ -56,7 +56,9 @@ def _generate_vllm(model, texts, max_new_tokens, lora_path):
 
 
 def generate_completions(model, tokenizer, prompts, max_new_tokens, batch_size=64, backend=None, lora_path=None, progress=True):
-    if backend and backend.get("fast_inference"):
+    """(text, tokens, hit the limit) per prompt. vLLM serves the base model plus a saved LoRA; after full
+    fine-tuning there is no adapter to load, so the trained weights are decoded with ``generate``."""
+    if backend and backend.get("fast_inference") and (lora_path is None or Path(lora_path).exists()):
         return _generate_vllm(model, chat_texts(tokenizer, prompts), max_new_tokens, lora_path)
     if backend and backend.get("backend") == "unsloth":
         from unsloth import FastLanguageModel

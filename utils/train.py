@@ -154,7 +154,7 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, backend: dict | None = 
         loss_type=cfg.loss_type, seed=cfg.seed, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, gradient_checkpointing=cfg.gradient_checkpointing,
-        generation_kwargs=generation_kwargs, reward_weights=None, report_to="none", disable_tqdm=False,
+        generation_kwargs=generation_kwargs, report_to="none", disable_tqdm=False,
     )
 
 
