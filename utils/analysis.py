@@ -24,6 +24,8 @@ STUDY_RUNS = {
     "cot_limit_v3_anum3_gnum6": "one-shot cosine variant: lr 2e-6, gradient accumulation 3, 6 completions per prompt",
     "cot_limit_v0_without_oneshot": "cosine with the penalty (down to -5), without the one-shot example; no accuracy reward logged",
 }
+STUDY_EXP2, STUDY_EXP4 = "grpo_1800", "cot_limit_v1_penalty"  # the two runs of the study's charts
+STUDY_CHART_STEPS = 1418  # the study's charts stop where its cosine run stopped
 KEEP_COLUMNS = ["loss", "kl", "reward", "reward_std", "grad_norm", "learning_rate"]
 
 
@@ -225,18 +227,39 @@ def penalty_evidence(study: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def draw_exp2_vs_exp4(study: dict, kit: dict, metric: str, window: int = 50, max_step: int | None = 1418):
+def draw_exp2_vs_exp4(study: dict, kit: dict, metric: str, window: int = 50, max_step: int | None = STUDY_CHART_STEPS):
     """The study's Exp2-vs-Exp4 chart for ``metric``, with this kit's Exp2/Exp4 runs overlaid when present."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 5.5))
-    plot_comparison({"study Exp2 (standard)": study["grpo_1800"], "study Exp4 (cosine)": study["cot_limit_v1_penalty"]}, metric, window, max_step, ax=ax)
+    plot_comparison({"study Exp2 (standard)": study[STUDY_EXP2], "study Exp4 (cosine)": study[STUDY_EXP4]}, metric, window, max_step, ax=ax)
     mine = {f"kit {name}": kit[name] for name in ("exp2_oneshot", "exp4_cosine_no_penalty") if name in kit}
     if mine:
         plot_comparison(mine, metric, window, max_step, ax=ax, linestyle=":", colour_offset=2)
     what = "training-batch accuracy" if metric == "accuracy" else "completion length"
     ax.set_title(f"Exp2 vs Exp4: {what} (rolling mean over {window} steps; source: utils/assets/study_logs.csv{' + runs/' if mine else ''})")
     return fig
+
+
+def save_exp2_vs_exp4_charts(study: dict, kit: dict, chart_dir, window: int = 50, max_step: int | None = STUDY_CHART_STEPS) -> list[Path]:
+    """Both Exp2-vs-Exp4 charts (accuracy, completion length) as PNGs in ``chart_dir``; returns the figures' paths."""
+    import matplotlib.pyplot as plt
+
+    chart_dir = Path(chart_dir)
+    chart_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for metric in ("accuracy", "completion_length"):
+        fig = draw_exp2_vs_exp4(study, kit, metric, window, max_step)
+        paths.append(chart_dir / f"exp2_vs_exp4_{metric}.png")
+        fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
+        plt.close(fig)
+    return paths
+
+
+def late_training_differences(study: dict, max_step: int = STUDY_CHART_STEPS, after_step: int = 400) -> pd.DataFrame:
+    """Exp4 minus Exp2 in completion length and accuracy after warm-up, with block-bootstrap intervals."""
+    late = {k: study[k][(study[k].step > after_step) & (study[k].step <= max_step)] for k in (STUDY_EXP2, STUDY_EXP4)}
+    return pd.DataFrame({m: block_bootstrap_difference(late[STUDY_EXP4][m], late[STUDY_EXP2][m]) for m in ("completion_length", "accuracy")}).T
 
 
 def length_accuracy_table(runs: dict[str, pd.DataFrame], max_step: int | None = None, after_step: int = 400) -> pd.DataFrame:
@@ -269,7 +292,7 @@ def block_bootstrap_difference(x, y, block: int = 50, n_resamples: int = 5000, s
 
 def written_reading(table: pd.DataFrame, differences: pd.DataFrame) -> str:
     """A short reading of the Exp2-vs-Exp4 numbers that states only what they support."""
-    standard, cosine = table.loc["grpo_1800"], table.loc["cot_limit_v1_penalty"]
+    standard, cosine = table.loc[STUDY_EXP2], table.loc[STUDY_EXP4]
     length, accuracy = differences.loc["completion_length"], differences.loc["accuracy"]
 
     def verdict(row):

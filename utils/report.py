@@ -10,21 +10,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from utils.analysis import block_bootstrap_difference, draw_exp2_vs_exp4, eval_table, load_kit_runs, load_study_runs, summary_table, written_reading
+from utils.analysis import (
+    STUDY_CHART_STEPS, STUDY_EXP2, STUDY_EXP4, eval_table, late_training_differences, load_kit_runs, load_study_runs,
+    save_exp2_vs_exp4_charts, summary_table, written_reading,
+)
 from utils.data import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
 CHART_DIR = REPO_ROOT / "chart"
 START, END = "<!-- results:start (python -m utils.report) -->", "<!-- results:end -->"
-MAX_STEP, WINDOW = 1418, 50
+WINDOW = 50
 
 
 def study_numbers():
     study = load_study_runs()
-    table = summary_table(study, max_step=MAX_STEP)
-    late = {k: study[k][(study[k].step > 400) & (study[k].step <= MAX_STEP)] for k in ("grpo_1800", "cot_limit_v1_penalty")}
-    differences = pd.DataFrame({m: block_bootstrap_difference(late["cot_limit_v1_penalty"][m], late["grpo_1800"][m]) for m in ("completion_length", "accuracy")}).T
-    return study, table, differences
+    return study, summary_table(study, max_step=STUDY_CHART_STEPS), late_training_differences(study)
 
 
 def draw_charts(study, runs_root=REPO_ROOT / "runs") -> list[Path]:
@@ -36,13 +36,7 @@ def draw_charts(study, runs_root=REPO_ROOT / "runs") -> list[Path]:
     from utils.reward_lab import plot_length_rewards
     from utils.model import load_tokenizer
 
-    CHART_DIR.mkdir(exist_ok=True)
-    paths = []
-    for metric in ("accuracy", "completion_length"):
-        fig = draw_exp2_vs_exp4(study, load_kit_runs(runs_root), metric, WINDOW, MAX_STEP)
-        paths.append(CHART_DIR / f"exp2_vs_exp4_{metric}.png")
-        fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
-        plt.close(fig)
+    paths = save_exp2_vs_exp4_charts(study, load_kit_runs(runs_root), CHART_DIR, WINDOW)
     tokenizer = load_tokenizer("tiny")
     fig = plot_length_rewards([], tokenizer)  # draws the study's two cosine rewards
     paths.append(CHART_DIR / "reward_lab_cosine.png")
@@ -52,10 +46,10 @@ def draw_charts(study, runs_root=REPO_ROOT / "runs") -> list[Path]:
 
 
 def results_markdown(table: pd.DataFrame, differences: pd.DataFrame, evals: pd.DataFrame) -> str:
-    shown = table.loc[["grpo_1800", "cot_limit_v1_penalty"], ["steps", "mean_length", "mean_accuracy", "last200_length", "last200_accuracy"]]
-    shown.index = ["standard rewards (study Exp2, `grpo_1800`)", "cosine, no penalty (study Exp4, `cot_limit_v1_penalty`)"]
+    shown = table.loc[[STUDY_EXP2, STUDY_EXP4], ["steps", "mean_length", "mean_accuracy", "last200_length", "last200_accuracy"]]
+    shown.index = [f"standard rewards (study Exp2, `{STUDY_EXP2}`)", f"cosine, no penalty (study Exp4, `{STUDY_EXP4}`)"]
     lines = [
-        f"From the study's own training logs (`utils/assets/study_logs.csv`), first {MAX_STEP} steps. Accuracy is the share of correct "
+        f"From the study's own training logs (`utils/assets/study_logs.csv`), first {STUDY_CHART_STEPS} steps. Accuracy is the share of correct "
         "completions in each step's training batch of 16 under the study's strict grader; it is not held-out accuracy.",
         "",
         shown.round(3).to_markdown(),
