@@ -83,7 +83,7 @@ def test_rerun_with_a_different_config_is_refused(tmp_path):
     model, tokenizer, backend = load_model(cfg)
     train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
     changed = tiny_config(tmp_path, max_steps=1, probe_every=0, learning_rate=0.5)
-    with pytest.raises(ValueError, match="different config .*learning_rate"):
+    with pytest.raises(ValueError, match="different config .*learning_rate.*RUN_ROOT"):
         train(changed, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
 
 

@@ -5,11 +5,13 @@
     python -m utils.pipeline --only 02 05
 
 Executed notebooks are saved next to the runs (runs/notebooks/, or runs/smoke/notebooks/), outputs included.
-Smoke runs write to runs/smoke/ and their charts to runs/smoke/chart/, never over the real ones.
+Smoke runs write to runs/smoke/ and their charts to runs/smoke/chart/, never over the real ones. They are
+disposable: each smoke experiment starts fresh rather than resuming a run made by older code.
 """
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -49,6 +51,8 @@ def run(smoke: bool = False, only: list[str] | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in chosen:
         print(f"=== {name}", flush=True)
+        if smoke and name[:2] in ("01", "02", "03", "04"):
+            shutil.rmtree(REPO_ROOT / SMOKE_ROOT / name[3:], ignore_errors=True)
         papermill.execute_notebook(
             str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
             parameters=notebook_parameters(name, smoke), cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=False, log_output=False,

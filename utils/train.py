@@ -164,7 +164,7 @@ def _check_resumable(cfg: ExperimentConfig, config_path: Path) -> None:
     if changed:
         raise ValueError(
             f"{config_path.parent} holds a run with a different config ({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items())}). "
-            "Use another run name (RUN_NAME) or delete that folder to start over."
+            "To keep it, write the new run elsewhere (RUN_ROOT in the notebook, run_root in code); to start over, delete that folder."
         )
 
 
