@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The test command: install the CPU test environment (torch CPU build first), then run the whole suite offline.
+# The test command: install the CPU test environment (torch CPU build first), lint, then run the whole suite offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install -q torch==2.13.0
+if python -c "import sys, torch; sys.exit(0 if torch.version.cuda else 1)" 2>/dev/null; then
+  echo "Keeping the installed CUDA build of torch $(python -c 'import torch; print(torch.__version__)')."
+else
+  python -m pip install -q torch==2.13.0  # a CPU build; a bare 'torch' would download a CUDA build of several GB
+fi
 python -m pip install -q -r tests/requirements.txt
 python -m ipykernel install --sys-prefix --name python3 >/dev/null  # the notebooks run in this environment
+ruff check .
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m pytest "$@"

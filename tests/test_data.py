@@ -19,11 +19,14 @@ def test_gsm8k_dir_environment_variable(monkeypatch):
 def test_build_dataset_adds_chat_prompt(tokenizer):
     ds = build_dataset("test", one_shot=True, data_dir=SAMPLE_DATA_DIR, limit=5)
     assert len(ds) == 5 and len(ds[0]["prompt"]) == 4 and ds[0]["prompt"][-1]["content"] == ds[0]["question"]
-    assert len(build_dataset("test", one_shot=False, data_dir=SAMPLE_DATA_DIR, tokenizer=tokenizer, max_prompt_tokens=60)) < 48
+    assert (
+        len(build_dataset("test", one_shot=False, data_dir=SAMPLE_DATA_DIR, tokenizer=tokenizer, max_prompt_tokens=60))
+        < 48
+    )
 
 
 def test_missing_folder_says_what_to_do(tmp_path):
-    with pytest.raises(FileNotFoundError, match="GSM8K_DIR"):
+    with pytest.raises(FileNotFoundError, match="DATA_DIR .*nowhere/train.jsonl does not exist.*set it to None"):
         load_gsm8k("train", tmp_path / "nowhere")
 
 
@@ -38,8 +41,9 @@ def test_malformed_file_names_file_and_line(tmp_path):
 
 
 def test_solution_without_final_answer_is_reported(tmp_path):
-    (tmp_path / "test.jsonl").write_text(json.dumps({"question": "q", "answer": "no marker"}) + "\n")
-    with pytest.raises(ValueError, match="row 1: the solution has no"):
+    good = json.dumps({"question": "q", "answer": "a\n#### 1"})
+    (tmp_path / "test.jsonl").write_text(good + "\n\n" + json.dumps({"question": "q", "answer": "no marker"}) + "\n")
+    with pytest.raises(ValueError, match="test.jsonl, line 3: the solution has no '#### <answer>' line"):
         load_gsm8k("test", tmp_path)
 
 
@@ -52,10 +56,11 @@ def test_hub_failure_falls_back_to_a_local_copy(monkeypatch, capsys):
     import utils.data as data
 
     monkeypatch.delenv("GSM8K_DIR", raising=False)
-    monkeypatch.setattr(data, "FALLBACK_DATA_DIRS", [SAMPLE_DATA_DIR])
+    monkeypatch.setattr(data, "LOCAL_COPY_DIR", SAMPLE_DATA_DIR)
     assert len(data.load_gsm8k("test")) == 48  # the hub is offline in tests
     assert "using the local copy" in capsys.readouterr().out
 
-    monkeypatch.setattr(data, "FALLBACK_DATA_DIRS", [])
-    with pytest.raises(RuntimeError, match="found no local copy.*GSM8K_DIR"):
+    monkeypatch.setattr(data, "LOCAL_COPY_DIR", SAMPLE_DATA_DIR / "nowhere")
+    with pytest.raises(RuntimeError, match="found no local copy.*Internet on.*DATA_DIR") as error:
         data.load_gsm8k("test")
+    assert "shared" not in str(error.value)  # never points users at the developers' folders

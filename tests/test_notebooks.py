@@ -5,7 +5,8 @@ import json
 import nbformat
 import pytest
 
-from utils.pipeline import NOTEBOOKS, REPO_ROOT, SMOKE_ROOT, run
+from utils import REPO_ROOT, runs
+from utils.pipeline import NOTEBOOKS, SMOKE_ROOT, run
 
 EXPERIMENT_NOTEBOOKS = [nb for nb in NOTEBOOKS if nb[:2] in ("01", "02", "03", "04")]
 
@@ -42,11 +43,23 @@ def test_smoke_pipeline_executes_every_notebook_and_writes_runs():
         assert not errors, (name, errors)
     for experiment in ("exp1_no_oneshot", "exp2_oneshot", "exp3_cosine_penalty", "exp4_cosine_no_penalty"):
         run_dir = root / experiment
-        for artefact in ("config.json", "environment.json", "log.jsonl", "probe.jsonl", "eval.jsonl", "eval_summary.json", "adapter"):
+        for artefact in (
+            runs.CONFIG,
+            runs.ENVIRONMENT,
+            runs.REWARDS,
+            runs.LOG,
+            runs.PROBE,
+            runs.COMPLETIONS,
+            runs.EVAL,
+            runs.EVAL_SUMMARY,
+            runs.ADAPTER,
+        ):
             assert (run_dir / artefact).exists(), (experiment, artefact)
         summary = json.loads((run_dir / "eval_summary.json").read_text())
         assert summary["n"] == 8 and "accuracy_numeric_ci95" in summary
-    assert (root / "baseline_one_shot" / "eval_summary.json").exists() and (root / "baseline_system_prompt" / "eval_summary.json").exists()
+    assert (root / "baseline_one_shot" / "eval_summary.json").exists() and (
+        root / "baseline_system_prompt" / "eval_summary.json"
+    ).exists()
     lab = nbformat.read(out_dir / "02_exp2_oneshot.ipynb", as_version=4)
     assert any("pass TRL's contract checks" in o.get("text", "") for c in lab.cells for o in c.get("outputs", []))
-    assert (root / "chart" / "exp2_vs_exp4_accuracy.png").exists() and (root / "chart" / "kit_runs.png").exists()
+    assert (root / "chart" / "study_accuracy.png").exists() and (root / "chart" / "kit_runs.png").exists()

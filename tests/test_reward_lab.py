@@ -1,16 +1,24 @@
 import random
 
+import numpy as np
 import pytest
 
 from utils import rewards as R
 from utils.data import SAMPLE_DATA_DIR, build_dataset
-from utils.reward_lab import RewardCheckError, check_reward_funcs, length_curves, plot_reward_shares, reward_table, run_completions
+from utils.reward_lab import (
+    RewardCheckError,
+    check_reward_funcs,
+    length_curves,
+    plot_reward_shares,
+    reward_table,
+    run_completions,
+)
 
 
 @pytest.mark.parametrize("reward_set", sorted(R.REWARD_SETS))
 def test_registry_reward_sets_pass_the_lab(reward_set, tokenizer):
     dataset = build_dataset("train", one_shot=True, data_dir=SAMPLE_DATA_DIR, limit=4)
-    check_reward_funcs(R.build_reward_funcs(reward_set, tokenizer), dataset)
+    check_reward_funcs(R.build_rewards(reward_set, tokenizer), dataset)
 
 
 def raises_on_empty(completions, **kwargs):
@@ -39,7 +47,10 @@ def noisy(completions, **kwargs):
         (raises_on_empty, r"'raises_on_empty' raised ZeroDivisionError.* on the completion ''"),
         (wrong_count, r"'wrong_count' returned 1 values for 11 completions"),
         (returns_strings, r"'returns_strings' returned '1.0' \(str\)"),
-        (needs_missing_column, r"'needs_missing_column' expects the column\(s\) \['difficulty'\], which the dataset lacks"),
+        (
+            needs_missing_column,
+            r"'needs_missing_column' expects the column\(s\) \['difficulty'\], which the dataset lacks",
+        ),
         (noisy, r"'noisy' gave different values .* deterministic"),
     ],
 )
@@ -52,12 +63,44 @@ def test_none_is_an_accepted_value():
     check_reward_funcs([lambda completions, **kw: [None] * len(completions)])
 
 
+def numpy_rewards(completions, **kwargs):
+    kinds = [np.float32(0.5), np.float64(1.0), np.int64(1), True, None, 0]
+    return [kinds[len(c[0]["content"]) % len(kinds)] for c in completions]
+
+
+def returns_pairs(completions, **kwargs):
+    return [[1.0, 2.0] for _ in completions]
+
+
+def test_lab_accepts_what_grpo_trainer_accepts():
+    """TRL turns None into NaN and the rest into a float tensor: numpy numbers are fine, lists are not."""
+    check_reward_funcs([numpy_rewards])
+    with pytest.raises(RewardCheckError, match=r"'returns_pairs' returned \[1.0, 2.0\] \(list\)"):
+        check_reward_funcs([returns_pairs])
+
+
 def test_canned_table_has_the_studys_exact_values():
-    table = reward_table(R.build_reward_funcs("standard"))
+    table = reward_table(R.build_rewards("standard"))
     perfect = table.loc["perfect format, correct"]
-    assert perfect.to_dict() == {"xmlcount_reward_func": 0.5, "soft_format_reward_func": 0.5, "strict_format_reward_func": 0.5, "int_reward_func": 0.5, "correctness_reward_func": 2.0, "total": 4.0}
+    assert perfect.to_dict() == {
+        "xmlcount_reward_func": 0.5,
+        "soft_format_reward_func": 0.5,
+        "strict_format_reward_func": 0.5,
+        "int_reward_func": 0.5,
+        "correctness_reward_func": 1.0,
+        "total": 4.0,
+    }  # correctness weighs 2.0
     assert table.loc["perfect format, wrong", "correctness_reward_func"] == 0.0
-    assert table.loc["correct, loose format"].to_dict() == pytest.approx({"xmlcount_reward_func": 0.0, "soft_format_reward_func": 0.5, "strict_format_reward_func": 0.0, "int_reward_func": 0.5, "correctness_reward_func": 2.0, "total": 3.0})
+    assert table.loc["correct, loose format"].to_dict() == pytest.approx(
+        {
+            "xmlcount_reward_func": 0.0,
+            "soft_format_reward_func": 0.5,
+            "strict_format_reward_func": 0.0,
+            "int_reward_func": 0.5,
+            "correctness_reward_func": 1.0,
+            "total": 3.0,
+        }
+    )
     trailing = len("I hope this helps! Let me know if you have more questions.")
     assert table.loc["correct, trailing text", "xmlcount_reward_func"] == pytest.approx(0.5 - 2 * trailing * 0.001)
     assert table.loc["answer written $18", "correctness_reward_func"] == 0.0  # the study's strict test
@@ -69,13 +112,16 @@ def test_table_scores_user_completions_and_custom_rewards():
     def shorter_is_better(completions, **kwargs):
         return [-len(c[0]["content"]) / 100 for c in completions]
 
-    table = reward_table([R.correctness_reward_func, shorter_is_better], ["<answer>\n18\n</answer>", {"completion": "17", "answer": "17", "label": "mine"}])
+    completions = ["<answer>\n18\n</answer>", {"completion": "17", "answer": "17", "label": "mine"}]
+    table = reward_table([(R.correctness_reward_func, 2.0), shorter_is_better], completions)
     assert list(table.columns) == ["correctness_reward_func", "shorter_is_better", "total"]
-    assert table.loc["mine", "correctness_reward_func"] == 2.0 and table.loc["#0", "correctness_reward_func"] == 2.0
+    assert table.loc["mine", "correctness_reward_func"] == 1.0 and table.loc["#0", "correctness_reward_func"] == 1.0
+    assert table.loc["mine", "total"] == pytest.approx(2.0 - 0.02)
 
 
 def test_length_curves_show_the_penalty(tokenizer):
-    curves = length_curves(R.build_reward_funcs("cosine_penalty", tokenizer)[4:5] + R.build_reward_funcs("cosine_no_penalty", tokenizer)[4:5], lengths=[0, 400, 800])
+    cosine = R.build_rewards("cosine_penalty", tokenizer)[4:5] + R.build_rewards("cosine_no_penalty", tokenizer)[4:5]
+    curves = length_curves(cosine, lengths=[0, 400, 800])
     wrong = curves[curves.answer == "wrong"].groupby("reward")["value"].apply(list).to_dict()
     assert wrong["cosine_length_reward_func"][0] < -4.9  # penalty: the first set's wrong answers start near -5 ...
     right = curves[(curves.answer == "correct") & (curves.reasoning_tokens == 800)]["value"]
@@ -88,6 +134,8 @@ def test_reward_shares_flag_a_reward_that_never_fires():
 
 
 def test_run_completions_reads_a_run_folder(tmp_path):
-    (tmp_path / "completions.jsonl").write_text('{"step": 3, "gold": "5", "correct": true, "completion": "<answer>5</answer>"}\n')
+    (tmp_path / "completions.jsonl").write_text(
+        '{"step": 3, "gold": "5", "correct": true, "completion": "<answer>5</answer>"}\n'
+    )
     table = reward_table([R.correctness_reward_func], run_completions(tmp_path))
-    assert table.iloc[0]["correctness_reward_func"] == 2.0
+    assert table.iloc[0]["correctness_reward_func"] == 1.0

@@ -1,4 +1,6 @@
+import doctest
 import math
+import warnings
 
 import pytest
 from hypothesis import given, settings
@@ -43,7 +45,11 @@ def test_xmlcount_exact_values(text, expected):
     "text, soft, strict",
     [
         (PERFECT, 0.5, 0.5),
-        ("<reasoning>\nline one\nline two\n</reasoning>\n<answer>\n18\n</answer>\n", 0.5, 0.5),  # multi-line needs DOTALL
+        (
+            "<reasoning>\nline one\nline two\n</reasoning>\n<answer>\n18\n</answer>\n",
+            0.5,
+            0.5,
+        ),  # multi-line needs DOTALL
         ("<reasoning>a</reasoning> <answer>18</answer>", 0.5, 0.0),  # loose format
         (PERFECT.rstrip("\n"), 0.5, 0.0),  # strict wants the final newline... or end of string before it
         (PERFECT + "extra", 0.5, 0.0),
@@ -70,13 +76,14 @@ def test_format_rewards(text, soft, strict):
 )
 def test_int_and_correctness(text, integer, correct):
     assert call(R.int_reward_func, [text]) == [integer]
-    assert call(R.correctness_reward_func, [text]) == [correct]
-    assert call(R.accuracy_reward_func, [text]) == [correct / 2]
+    assert call(R.correctness_reward_func, [text]) == [
+        correct / 2
+    ]  # 0/1; the set's weight 2.0 makes it the study's 2.0
 
 
 def test_numeric_correctness_is_the_opt_in_improvement():
     texts = ["<answer>18.00</answer>", "<answer>$18</answer>", "<answer>17</answer>"]
-    assert call(R.numeric_correctness_reward_func, texts) == [2.0, 2.0, 0.0]
+    assert call(R.numeric_correctness_reward_func, texts) == [1.0, 1.0, 0.0]
     assert call(R.correctness_reward_func, texts) == [0.0, 0.0, 0.0]
 
 
@@ -100,41 +107,91 @@ def test_cosine_length_shape():
 
 
 def test_reward_sets_registry(tokenizer):
-    names = lambda s: [f.__name__ for f in R.build_reward_funcs(s, tokenizer)]  # noqa: E731
-    fmt = ["xmlcount_reward_func", "soft_format_reward_func", "strict_format_reward_func", "int_reward_func"]
-    assert names("standard") == fmt + ["correctness_reward_func"]
-    assert names("cosine_penalty") == names("cosine_no_penalty") == fmt + ["cosine_length_reward_func", "accuracy_reward_func"]
+    def named(reward_set):
+        return [(f.__name__, w) for f, w in R.build_rewards(reward_set, tokenizer)]
+
+    fmt = [
+        (name, 1.0)
+        for name in ("xmlcount_reward_func", "soft_format_reward_func", "strict_format_reward_func", "int_reward_func")
+    ]
+    assert named("standard") == fmt + [("correctness_reward_func", 2.0)]
+    cosine = fmt + [("cosine_length_reward_func", 1.0), ("correctness_reward_func", 1.0)]
+    assert named("cosine_penalty") == named("cosine_no_penalty") == cosine
+    assert named("standard_numeric") == fmt + [("numeric_correctness_reward_func", 2.0)]
     with pytest.raises(KeyError, match="Unknown reward set"):
-        R.build_reward_funcs("nope")
+        R.build_rewards("nope")
     with pytest.raises(ValueError, match="tokenizer"):
-        R.build_reward_funcs("cosine_penalty")
+        R.build_rewards("cosine_penalty")
+
+
+def test_weighted_total_is_the_studys_reward():
+    """The study paid 2.0 per correct answer in the standard set and 1.0 beside the cosine reward."""
+    perfect, wrong = PERFECT, PERFECT.replace("18", "17")
+    funcs, weights = R.split_rewards(R.build_rewards("standard"))
+    totals = [sum(w * f(completions=[t], answer=["18"])[0] for f, w in zip(funcs, weights)) for t in (perfect, wrong)]
+    assert totals == [4.0, 2.0]
+
+
+def test_split_rewards_gives_bare_functions_weight_one():
+    funcs, weights = R.split_rewards([(R.int_reward_func, 2.0), R.xmlcount_reward_func])
+    assert funcs == [R.int_reward_func, R.xmlcount_reward_func] and weights == [2.0, 1.0]
+
+
+def test_docstring_examples_run():
+    """Every built-in reward shows one good and one bad example call, and they hold."""
+    result = doctest.testmod(R)
+    assert result.failed == 0 and result.attempted >= 12
+
+
+def test_a_reward_that_raises_warns_once_and_scores_the_rest():
+    calls = []
+
+    @R.never_raises
+    def picky(completions, answer, **kwargs):
+        calls.append(len(completions))
+        return [1.0 / int(a) for a in answer]
+
+    with pytest.warns(RuntimeWarning, match="picky raised ZeroDivisionError"):
+        assert picky(completions=["a", "b", "c"], answer=["2", "0", "4"]) == [0.5, 0.0, 0.25]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second failure is silent
+        assert picky(completions=["a"], answer=["0"]) == [0.0]
 
 
 MALFORMED = st.one_of(
     st.text(max_size=300),
-    st.lists(st.sampled_from(["<answer>", "</answer>", "<reasoning>", "</reasoning>", "\n", "18", " ", "é", "$"]), max_size=40).map("".join),
+    st.lists(
+        st.sampled_from(["<answer>", "</answer>", "<reasoning>", "</reasoning>", "\n", "18", " ", "é", "$"]),
+        max_size=40,
+    ).map("".join),
     st.none(),
     st.integers(),
-    st.lists(st.dictionaries(st.sampled_from(["role", "content"]), st.one_of(st.text(max_size=50), st.none())), max_size=3),
+    st.lists(
+        st.dictionaries(st.sampled_from(["role", "content"]), st.one_of(st.text(max_size=50), st.none())), max_size=3
+    ),
 )
 RANGES = {
     "xmlcount_reward_func": (-math.inf, 0.5),
     "soft_format_reward_func": (0.0, 0.5),
     "strict_format_reward_func": (0.0, 0.5),
     "int_reward_func": (0.0, 0.5),
-    "correctness_reward_func": (0.0, 2.0),
-    "numeric_correctness_reward_func": (0.0, 2.0),
-    "accuracy_reward_func": (0.0, 1.0),
+    "correctness_reward_func": (0.0, 1.0),
+    "numeric_correctness_reward_func": (0.0, 1.0),
     "cosine_length_reward_func": (-5.0, 5.0),
 }
 
 
 @settings(max_examples=150, deadline=None)
-@given(completions=st.lists(MALFORMED, min_size=1, max_size=4), answer=st.one_of(st.text(max_size=5), st.none(), st.integers()))
+@given(
+    completions=st.lists(MALFORMED, min_size=1, max_size=4),
+    answer=st.one_of(st.text(max_size=5), st.none(), st.integers()),
+)
 def test_no_reward_ever_raises_and_each_stays_in_range(tokenizer, completions, answer):
-    funcs = {f.__name__: f for s in R.REWARD_SETS for f in R.build_reward_funcs(s, tokenizer)}
+    funcs = {f.__name__: f for s in R.REWARD_SETS for f, _ in R.build_rewards(s, tokenizer)}
     for name, func in funcs.items():
-        values = func(completions=completions, answer=[answer] * len(completions), prompts=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a built-in reward never even needs its guard
+            values = func(completions=completions, answer=[answer] * len(completions), prompts=None)
         low, high = RANGES[name]
         assert len(values) == len(completions)
         assert all(isinstance(v, float) and low - 1e-9 <= v <= high + 1e-9 for v in values), (name, values)

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from utils.stats import bootstrap_mean_difference, mcnemar_exact, pearson_with_ci, wilson_interval
+from utils.stats import (
+    bootstrap_mean_difference,
+    mcnemar_exact,
+    paired_block_bootstrap,
+    pearson_with_ci,
+    politis_white_block_length,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_known_values():
@@ -25,6 +32,34 @@ def test_bootstrap_interval_covers_the_difference():
     x, y = rng.normal(10, 1, 500), rng.normal(9, 1, 500)
     result = bootstrap_mean_difference(x, y, paired=False, n_resamples=2000)
     assert result["ci95"][0] < result["difference"] < result["ci95"][1] and result["ci95"][0] > 0.8
+
+
+def ar1(phi, n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.zeros(n)
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + rng.normal()
+    return x
+
+
+def test_politis_white_picks_longer_blocks_for_stronger_autocorrelation():
+    assert politis_white_block_length(np.random.default_rng(0).normal(size=1000)) <= 3
+    assert politis_white_block_length(ar1(0.5)) < politis_white_block_length(ar1(0.95))
+
+
+def test_paired_block_bootstrap_widens_with_autocorrelation_and_shares_blocks():
+    noise = np.random.default_rng(2).normal(size=1000)
+    white = paired_block_bootstrap({"x": noise}, n_resamples=4000)
+    persistent = paired_block_bootstrap({"x": ar1(0.9, seed=2)}, n_resamples=4000)
+    width = {
+        name: r["metrics"]["x"]["ci95"][1] - r["metrics"]["x"]["ci95"][0]
+        for name, r in (("white", white), ("persistent", persistent))
+    }
+    assert width["persistent"] > 3 * width["white"]  # an AR(0.9) mean is far less certain than white noise's
+    joint = paired_block_bootstrap({"white": noise, "persistent": ar1(0.9, seed=2)}, n_resamples=4000)
+    assert joint["block_length"] == persistent["block_length"]  # the longest rule length serves both
+    with pytest.raises(ValueError, match="same steps"):
+        paired_block_bootstrap({"a": [1.0, 2.0], "b": [1.0]})
 
 
 def test_pearson_with_ci():

@@ -1,16 +1,19 @@
 """The training path for real: TRL's GRPOTrainer on the tiny random Qwen2, on CPU."""
 
 import json
+import math
+import sys
+import types
 
 import pytest
 import torch
 
+from utils import runs
 from utils.evaluate import evaluate
 from utils.experiments import make_config
 from utils.model import load_model
-from utils.rewards import build_reward_funcs
-from utils.data import read_run_jsonl
-from utils.train import train
+from utils.rewards import build_rewards
+from utils.train import BatchGrader, TrainingDiverged, train
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +35,8 @@ def test_training_changes_lora_weights_and_logs_every_step(tmp_path):
     cfg = tiny_config(tmp_path)
     model, tokenizer, backend = load_model(cfg)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    run_dir = train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer) + [low_token_share], backend)
+    rewards = build_rewards(cfg.reward_set, tokenizer) + [(low_token_share, 0.5)]
+    run_dir = train(cfg, model, tokenizer, rewards, backend)
 
     after = dict(model.named_parameters())
     lora = [n for n in before if "lora_B" in n]
@@ -40,16 +44,40 @@ def test_training_changes_lora_weights_and_logs_every_step(tmp_path):
     frozen = [n for n in before if "lora_" not in n]
     assert all(torch.equal(before[n], after[n]) for n in frozen), "base weights changed under LoRA"
 
-    rows = read_run_jsonl(run_dir / "log.jsonl")
+    rows = runs.read_rows(run_dir / runs.LOG)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
-    for column in ("loss", "kl", "reward", "completion_length", "correct_frac_strict", "correct_frac_numeric", "rewards/correctness_reward_func/mean", "rewards/xmlcount_reward_func/mean"):
+    for column in (
+        "loss",
+        "kl",
+        "reward",
+        "completion_length",
+        "correct_frac_strict",
+        "correct_frac_numeric",
+        "rewards/correctness_reward_func/mean",
+        "rewards/xmlcount_reward_func/mean",
+    ):
         assert all(column in r for r in rows), column
-    assert [r["step"] for r in read_run_jsonl(run_dir / "probe.jsonl")] == [2, 4]
-    assert json.loads((run_dir / "config.json").read_text())["reward_set"] == "standard"
-    environment = json.loads((run_dir / "environment.json").read_text())
-    assert environment["packages"]["trl"] and environment["backend"]["backend"] == "transformers+peft"
-    assert [r["name"] for r in json.loads((run_dir / "rewards.json").read_text())][-2:] == ["correctness_reward_func", "low_token_share"]
-    assert (run_dir / "adapter" / "adapter_config.json").exists()
+    assert [r["step"] for r in runs.read_rows(run_dir / runs.PROBE)] == [2, 4]
+    assert json.loads((run_dir / runs.CONFIG).read_text())["reward_set"] == "standard"
+    environment = json.loads((run_dir / runs.ENVIRONMENT).read_text())
+    assert environment["packages"]["trl"] and environment["backend"]["name"] == "transformers+peft"
+    assert environment["trainer"]["optimizer"].endswith("AdamW") and environment["trainer"]["optim"] == "adamw_torch"
+    recorded = [(r["name"], r["weight"]) for r in json.loads((run_dir / runs.REWARDS).read_text())]
+    assert recorded[-2:] == [("correctness_reward_func", 2.0), ("low_token_share", 0.5)]
+    assert (run_dir / runs.ADAPTER / "adapter_config.json").exists()
+
+
+def test_total_reward_is_the_weighted_sum_with_graders_at_zero(tmp_path):
+    """TRL's logged reward is sum(weight x mean): the batch graders add nothing, correctness counts twice."""
+    cfg = tiny_config(tmp_path, max_steps=3, probe_every=0)
+    model, tokenizer, backend = load_model(cfg)
+    rewards = build_rewards(cfg.reward_set, tokenizer) + [(low_token_share, 0.5)]
+    run_dir = train(cfg, model, tokenizer, rewards, backend)
+    for row in runs.read_rows(run_dir / runs.LOG):
+        weighted = sum(w * row[f"rewards/{f.__name__}/mean"] for f, w in rewards)
+        assert row["reward"] == pytest.approx(weighted, abs=1e-5)
+        assert row["rewards/batch_correct_strict/mean"] == row["correct_frac_strict"]  # logged, weight 0
+        assert row["rewards/low_token_share/mean"] > 0.0  # so a grader weight of 1 would not go unnoticed
 
 
 class Disconnect(Exception):
@@ -67,24 +95,97 @@ def test_rerun_after_interruption_resumes_from_last_checkpoint(tmp_path):
             raise Disconnect("runtime disconnected")
         return [0.0] * len(completions)
 
+    rewards = build_rewards(cfg.reward_set, tokenizer)
     with pytest.raises(Disconnect):
-        train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer) + [disconnects_during_step_3], backend)
-    assert [r["step"] for r in read_run_jsonl(cfg.run_dir / "log.jsonl")] == [1, 2]
+        train(cfg, model, tokenizer, rewards + [disconnects_during_step_3], backend)
+    assert [r["step"] for r in runs.read_rows(cfg.run_dir / runs.LOG)] == [1, 2]
 
-    model, tokenizer, backend = load_model(cfg)  # a fresh session
-    train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
-    assert [r["step"] for r in read_run_jsonl(cfg.run_dir / "log.jsonl")] == [1, 2, 3, 4]
-    state = json.loads((cfg.run_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    model, tokenizer, backend = load_model(cfg)  # a fresh session, the same rewards
+    train(cfg, model, tokenizer, rewards + [disconnects_during_step_3], backend)
+    assert [r["step"] for r in runs.read_rows(cfg.run_dir / runs.LOG)] == [1, 2, 3, 4]
+    state = json.loads((cfg.run_dir / runs.CHECKPOINTS / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
 
 
-def test_rerun_with_a_different_config_is_refused(tmp_path):
+def test_a_half_written_checkpoint_is_skipped_and_no_row_is_lost(tmp_path, capsys):
+    """The session died while saving checkpoint-4: resume from checkpoint-2, log each step exactly once."""
+    cfg = tiny_config(tmp_path, max_steps=4, save_steps=2, probe_every=2)
+    model, tokenizer, backend = load_model(cfg)
+    rewards = build_rewards(cfg.reward_set, tokenizer)
+    train(cfg, model, tokenizer, rewards, backend)
+    newest = cfg.run_dir / runs.CHECKPOINTS / "checkpoint-4"
+    (newest / "optimizer.pt").unlink()
+    (newest / "scheduler.pt").unlink()
+
+    model, tokenizer, backend = load_model(cfg)
+    train(cfg, model, tokenizer, rewards, backend)
+    out = capsys.readouterr().out
+    assert "Skipping checkpoint-4: incomplete (missing optimizer.pt, scheduler.pt" in out
+    assert "Resuming from" in out and "checkpoint-2 (step 2)" in out
+    assert [r["step"] for r in runs.read_rows(cfg.run_dir / runs.LOG)] == [1, 2, 3, 4]
+    assert [r["step"] for r in runs.read_rows(cfg.run_dir / runs.PROBE)] == [2, 4]
+    assert (newest / "optimizer.pt").is_file()  # saved again, whole
+
+
+def test_a_run_trained_differently_is_never_resumed(tmp_path):
     cfg = tiny_config(tmp_path, max_steps=1, probe_every=0)
     model, tokenizer, backend = load_model(cfg)
-    train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
+    rewards = build_rewards(cfg.reward_set, tokenizer)
+    train(cfg, model, tokenizer, rewards, backend)
     changed = tiny_config(tmp_path, max_steps=1, probe_every=0, learning_rate=0.5)
-    with pytest.raises(ValueError, match="different config .*learning_rate.*RUN_ROOT"):
-        train(changed, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
+    with pytest.raises(ValueError, match="trained differently .*learning_rate.*RUN_ROOT"):
+        train(changed, model, tokenizer, rewards, backend)
+    reweighted = rewards[:-1] + [(rewards[-1][0], 1.0)]
+    with pytest.raises(ValueError, match=r"reward correctness_reward_func changed \(weight\).*new run"):
+        train(cfg, model, tokenizer, reweighted, backend)
+
+    def correctness_reward_func(completions, **kwargs):  # same name, other source
+        return [0.0] * len(completions)
+
+    with pytest.raises(ValueError, match=r"reward correctness_reward_func changed \(source\)"):
+        train(cfg, model, tokenizer, rewards[:-1] + [(correctness_reward_func, 2.0)], backend)
+    with pytest.raises(ValueError, match="reward low_token_share added"):
+        train(cfg, model, tokenizer, rewards + [low_token_share], backend)
+
+
+def test_non_finite_rewards_stop_training_and_keep_the_last_good_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=4, save_steps=1, probe_every=0)
+    model, tokenizer, backend = load_model(cfg)
+    calls = []
+
+    def explodes_at_step_2(completions, **kwargs):
+        calls.append(1)
+        return [math.inf if len(calls) > 1 else 0.0] * len(completions)  # one call per step
+
+    with pytest.raises(TrainingDiverged, match=r"Step 2: reward = inf.*checkpoint-1.*precision='fp32'"):
+        train(cfg, model, tokenizer, build_rewards(cfg.reward_set, tokenizer) + [explodes_at_step_2], backend)
+    assert [r["step"] for r in runs.read_rows(cfg.run_dir / runs.LOG)] == [1]
+    assert not (cfg.run_dir / runs.CHECKPOINTS / "checkpoint-2").exists()
+
+    def always_nan(completions, **kwargs):
+        return [math.nan] * len(completions)
+
+    fresh = tiny_config(tmp_path / "nan", max_steps=2, probe_every=0)
+    model, tokenizer, backend = load_model(fresh)
+    with pytest.raises(TrainingDiverged, match=r"Step 1: rewards/always_nan/mean = nan"):
+        train(fresh, model, tokenizer, build_rewards(cfg.reward_set, tokenizer) + [always_nan], backend)
+
+
+def test_out_of_memory_names_the_settings_to_lower(tmp_path, monkeypatch):
+    from trl import GRPOTrainer
+
+    cfg = tiny_config(tmp_path, max_steps=1, probe_every=0)
+    model, tokenizer, backend = load_model(cfg)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(GRPOTrainer, "train", out_of_memory)
+    with pytest.raises(RuntimeError, match=r"during training. Lower one of: max_completion_length \(now 24\)"):
+        train(cfg, model, tokenizer, build_rewards(cfg.reward_set, tokenizer), backend)
+    monkeypatch.setattr(model, "generate", out_of_memory)
+    with pytest.raises(RuntimeError, match=r"during evaluation. Lower one of: eval_batch_size \(now 8\)"):
+        evaluate(cfg, model, tokenizer, backend=backend, progress=False)
 
 
 def expected_low_token_share(model, tokenizer, prompts, temperature=0.9) -> float:
@@ -100,11 +201,23 @@ def expected_low_token_share(model, tokenizer, prompts, temperature=0.9) -> floa
 
 
 def test_grpo_raises_a_learnable_reward(tmp_path):
-    """GRPO measurably raises a reward the random model can learn. Sampling uses the whole vocabulary
-    (top_k=0): with the study's top-k 50 the reward would only see 50 tokens of the random model."""
+    """GRPO measurably raises a reward the random model can learn. Sampling uses the whole vocabulary (top_k=0): with
+    the study's top-k 50 the reward would only see 50 tokens of the random model."""
     from utils.data import SAMPLE_DATA_DIR, build_dataset
 
-    cfg = tiny_config(tmp_path, max_steps=12, learning_rate=1e-2, num_generations=8, prompts_per_step=1, max_completion_length=8, beta=0.0, top_k=0, probe_every=0, save_steps=100, warmup_ratio=0.0)
+    cfg = tiny_config(
+        tmp_path,
+        max_steps=12,
+        learning_rate=1e-2,
+        num_generations=8,
+        prompts_per_step=1,
+        max_completion_length=8,
+        beta=0.0,
+        top_k=0,
+        probe_every=0,
+        save_steps=100,
+        warmup_ratio=0.0,
+    )
     model, tokenizer, backend = load_model(cfg)
     prompts = build_dataset("train", True, SAMPLE_DATA_DIR, limit=8)["prompt"]
     before = expected_low_token_share(model, tokenizer, prompts)
@@ -113,31 +226,149 @@ def test_grpo_raises_a_learnable_reward(tmp_path):
     assert after > before + 0.08, f"expected reward did not rise: {before:.3f} -> {after:.3f}"
 
 
-def test_evaluation_counts_tokens_and_truncation(tmp_path):
-    cfg = tiny_config(tmp_path, eval_max_new_tokens=5, eval_limit=3)
+def test_evaluation_marks_completions_that_hit_the_limit_as_truncated(tmp_path, monkeypatch):
+    """Greedy generation is faked so one completion stops with EOS and one runs into the token limit."""
+    cfg = tiny_config(tmp_path, eval_max_new_tokens=5, eval_limit=2)
     model, tokenizer, backend = load_model(cfg)
-    summary = evaluate(model, tokenizer, cfg, tmp_path / "eval", backend)
-    records = [json.loads(line) for line in (tmp_path / "eval" / "eval.jsonl").read_text().splitlines()]
-    assert summary["n"] == len(records) == 3
-    assert all(r["completion_tokens"] <= 5 for r in records)
-    assert summary["truncated_share"] == sum(r["truncated"] for r in records) / 3
-    assert 0 <= summary["accuracy_numeric_ci95"][0] <= summary["accuracy_numeric"] <= summary["accuracy_numeric_ci95"][1] <= 1
-    assert summary["graders"] == {"strict": "utils.grading.is_correct_strict", "numeric": "utils.grading.is_correct"}
+    word = tokenizer.encode("7")[0]
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+
+    def fake_generate(input_ids, **kwargs):
+        new = torch.tensor([[word, eos, pad, pad, pad], [word] * 5])[: len(input_ids)]
+        return torch.cat([input_ids, new], dim=1)
+
+    monkeypatch.setattr(model, "generate", fake_generate)
+    summary = evaluate(cfg, model, tokenizer, tmp_path / "eval", backend, progress=False)
+    records = runs.read_rows(tmp_path / "eval" / runs.EVAL)
+    assert [(r["completion_tokens"], r["truncated"]) for r in records] == [(2, False), (5, True)]
+    assert summary["truncated_share"] == 0.5 and summary["n"] == 2
+    assert [r["completion"] for r in records] == ["7", "77777"]
+    # the declared graders, imported by name, give the recorded verdicts
+    for name, path in summary["graders"].items():
+        module, function = path.rsplit(".", 1)
+        grader = getattr(__import__(module, fromlist=[function]), function)
+        assert [grader(r["completion"], r["gold"]) for r in records] == [r[f"correct_{name}"] for r in records]
 
 
-def test_grpo_config_reproduces_the_studys_logged_arguments(tmp_path):
-    """The study's TRL 0.14 arguments (utils/assets/study_args.json), mapped onto today's TRL."""
-    from utils.data import REPO_ROOT
+def test_vllm_outputs_are_parsed_with_the_adapter(tmp_path, monkeypatch):
+    """The vLLM path with a fake engine: text, token count and truncation come from vLLM's output objects."""
+    from utils.evaluate import generate_completions
+    from utils.model import Backend
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=lambda **kw: kw))
+    seen = {}
+
+    class FakeEngine:
+        def load_lora(self, path):
+            seen["lora"] = path
+            return "lora-request"
+
+        def fast_generate(self, texts, sampling_params, lora_request, use_tqdm):
+            seen.update(params=sampling_params, lora_request=lora_request, n=len(texts))
+            finished = types.SimpleNamespace(text="<answer>\n7\n</answer>", token_ids=[1, 2, 3], finish_reason="stop")
+            cut = types.SimpleNamespace(text="step step", token_ids=[4] * 9, finish_reason="length")
+            return [types.SimpleNamespace(outputs=[o]) for o in (finished, cut)]
+
+    (tmp_path / "adapter").mkdir()
+    backend = Backend(name="unsloth", model_name="m", device="cuda", dtype="float16", fast_inference=True)
+    prompts = [[{"role": "user", "content": "q1"}], [{"role": "user", "content": "q2"}]]
+    from utils.model import load_tokenizer
+
+    out = generate_completions(
+        FakeEngine(), load_tokenizer("tiny"), prompts, 9, backend=backend, lora_path=tmp_path / "adapter"
+    )
+    assert out == [("<answer>\n7\n</answer>", 3, False), ("step step", 9, True)]
+    assert seen == {
+        "lora": str(tmp_path / "adapter"),
+        "params": {"temperature": 0.0, "max_tokens": 9},
+        "lora_request": "lora-request",
+        "n": 2,
+    }
+
+
+def test_batch_grader_writes_sampled_completions(tmp_path):
+    grader = BatchGrader("strict", tmp_path / runs.COMPLETIONS, samples_per_step=2)
+    state = types.SimpleNamespace(global_step=6)
+    completions = [[{"role": "assistant", "content": t}] for t in ("<answer>\n5\n</answer>", "5", "no")]
+    assert grader(completions, answer=["5", "4", "5"], trainer_state=state) == [1.0, 0.0, 0.0]
+    assert runs.read_rows(tmp_path / runs.COMPLETIONS) == [
+        {"step": 7, "gold": "5", "correct": True, "completion": "<answer>\n5\n</answer>"},
+        {"step": 7, "gold": "4", "correct": False, "completion": "5"},
+    ]
+
+
+# Defaults of Unsloth 2026.10.9's generated GRPOConfig subclass (unsloth/models/rl.py) that differ from TRL's: what
+# ``trl.GRPOConfig`` becomes after ``import unsloth``.
+UNSLOTH_DEFAULTS = dict(
+    optim="adamw_8bit",
+    torch_empty_cache_steps=250,
+    weight_decay=0.001,
+    learning_rate=5e-5,
+    lr_scheduler_type="linear",
+    warmup_steps=0.1,
+    seed=3407,
+    gradient_accumulation_steps=2,
+    per_device_train_batch_size=4,
+    max_grad_norm=1.0,
+    adam_beta2=0.999,
+    gradient_checkpointing=True,
+    logging_nan_inf_filter=False,
+    beta=0.05,
+    temperature=1.0,
+    top_k=0,
+    num_generations=8,
+    max_completion_length=512,
+    num_train_epochs=3.0,
+    logging_steps=1,
+    report_to="none",
+    save_steps=500,
+    generation_kwargs={},
+)
+
+
+@pytest.mark.parametrize("unsloth_imported", [False, True])
+def test_grpo_config_reproduces_the_studys_logged_arguments(tmp_path, monkeypatch, unsloth_imported):
+    """The study's TRL 0.14 arguments (utils/assets/study_args.json), mapped onto today's TRL, whether or not
+    Unsloth's subclass with its own defaults has replaced ``trl.GRPOConfig``."""
+    import trl
+
+    from utils import REPO_ROOT
     from utils.train import grpo_config
 
+    if unsloth_imported:
+
+        class UnslothGRPOConfig(trl.GRPOConfig):
+            def __init__(self, **kwargs):
+                super().__init__(**{**UNSLOTH_DEFAULTS, **kwargs})
+
+        monkeypatch.setattr(trl, "GRPOConfig", UnslothGRPOConfig)
     study = json.loads((REPO_ROOT / "utils" / "assets" / "study_args.json").read_text())["args"]
     cfg = make_config("exp2_oneshot")
     args = grpo_config(cfg, tmp_path)
-    for key in ("learning_rate", "adam_beta1", "adam_beta2", "weight_decay", "lr_scheduler_type", "max_grad_norm", "num_generations", "max_completion_length", "num_train_epochs", "beta", "temperature", "seed", "logging_steps"):
-        assert getattr(args, key) == study[key] or str(getattr(args, key)) == f"SchedulerType.{study[key].upper()}", key
+    for key in (
+        "learning_rate",
+        "adam_beta1",
+        "adam_beta2",
+        "weight_decay",
+        "max_grad_norm",
+        "num_generations",
+        "max_completion_length",
+        "num_train_epochs",
+        "beta",
+        "temperature",
+        "seed",
+        "logging_steps",
+        "optim",
+    ):
+        assert getattr(args, key) == study[key], key
+    assert str(args.lr_scheduler_type) == f"SchedulerType.{study['lr_scheduler_type'].upper()}"
     assert args.warmup_steps == study["warmup_ratio"]  # transformers 5: a float below 1 is a ratio
     assert cfg.max_prompt_length == study["max_prompt_length"]
     # TRL 0.14 counted prompts per batch: 1 prompt x 4 accumulation steps x 4 generations = 16 completions per step.
-    study_completions = study["per_device_train_batch_size"] * study["gradient_accumulation_steps"] * study["num_generations"]
+    study_completions = (
+        study["per_device_train_batch_size"] * study["gradient_accumulation_steps"] * study["num_generations"]
+    )
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == study_completions
-    assert args.top_k == 50 and args.loss_type == "grpo"
+    assert args.top_k == 50 and args.loss_type == "grpo" and args.gradient_checkpointing is False
+    assert args.torch_empty_cache_steps is None and args.logging_nan_inf_filter is False
+    assert args.save_steps == cfg.save_steps and args.generation_kwargs == {}

@@ -7,13 +7,14 @@ Runs a fixed number of GRPO optimizer steps for two configurations, in one run, 
 (so one's Unsloth patches and memory cannot affect the other):
   (a) study: full fine-tuning, plain transformers ``generate``, 4 prompts x 4 completions per step;
   (b) kit:   the kit's default (Unsloth LoRA with its fast generation where available, else PEFT LoRA).
-Completions are forced to fixed lengths (random weights never stop on their own). On CUDA the T4 is
-emulated: memory capped at 15 GiB (``torch.cuda.set_per_process_memory_fraction``), fp16, SDPA attention.
-That emulates a T4's memory, not its speed. Results go to ``runs/bench/bench.json`` and a printed table.
+Only the kit's worker imports Unsloth, so the study's worker runs plain TRL and transformers; each result records the
+trainer class, optimizer and attention that actually ran. Completions are forced to fixed lengths (random weights never
+stop on their own). On CUDA the T4 is emulated: memory capped at 14.0 GiB (a T4 has 15 GiB, of which PyTorch gets about
+14.7 less the CUDA context; ``torch.cuda.set_per_process_memory_fraction``), fp16, SDPA attention. That emulates a T4's
+memory, not its speed. Results go to ``runs/bench/bench.json`` and a printed table.
 """
 
 import argparse
-import json
 import math
 import statistics
 import subprocess
@@ -21,9 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from utils.data import REPO_ROOT, SAMPLE_DATA_DIR
+from utils import REPO_ROOT, runs
+from utils.data import SAMPLE_DATA_DIR
 
-T4_MEMORY_GIB = 15.0
+T4_MEMORY_GIB = 14.0
 EPOCH_STEPS = 1866  # 7,464 training prompts / 4 prompts per step
 # Memory bandwidth (GB/s) bounds token-by-token generation, the bulk of a GRPO step at this model size.
 BANDWIDTH_GBS = {"T4": 320, "H100": 3350, "H200": 4800, "A100": 2039, "L4": 300}
@@ -33,60 +35,91 @@ CONFIGS = {
 }
 
 
-def _worker(config: str, experiment: str, length: int, steps: int, model_name: str, out: Path, emulate_t4: bool) -> None:
-    """One measurement, in its own process: train ``steps`` GRPO steps and write the numbers as JSON."""
-    from utils.setup import prepare_runtime
+def uses_unsloth(config: str) -> bool:
+    """Whether a configuration's worker imports Unsloth: the study's must run plain TRL and transformers."""
+    return CONFIGS[config].get("use_unsloth", True)
 
-    prepare_runtime(smoke=True)
+
+def t4_memory_fraction(total_gib: float) -> float:
+    """The share of a bigger GPU's memory that leaves PyTorch what a T4 would."""
+    return min(1.0, T4_MEMORY_GIB / total_gib)
+
+
+def _worker(
+    config: str, experiment: str, length: int, steps: int, model_name: str, out: Path, emulate_t4: bool
+) -> None:
+    """One measurement, in its own process: train ``steps`` GRPO steps and write the numbers as JSON."""
+    if uses_unsloth(config):
+        from utils.runtime import import_unsloth_first
+
+        import_unsloth_first()
     import torch
 
     from utils.experiments import make_config
     from utils.model import load_model
-    from utils.rewards import build_reward_funcs
-    from utils.data import read_run_jsonl
+    from utils.rewards import build_rewards
     from utils.train import train
 
     overrides = dict(CONFIGS[config])
     cap_fraction = None
     if torch.cuda.is_available() and emulate_t4:
-        total = torch.cuda.get_device_properties(0).total_memory / 2**30
-        cap_fraction = min(1.0, T4_MEMORY_GIB / total)
+        cap_fraction = t4_memory_fraction(torch.cuda.get_device_properties(0).total_memory / 2**30)
         torch.cuda.set_per_process_memory_fraction(cap_fraction)
-        overrides.update(precision="fp16", gpu_memory_utilization=0.5 * cap_fraction)
+        overrides.update(precision="fp16", fast_inference=False)  # a T4 runs neither bf16 nor vLLM
     run_root = out.parent / "runs"
     cfg = make_config(
-        experiment, model_name=model_name, data_dir=str(SAMPLE_DATA_DIR), max_steps=steps, max_completion_length=length,
-        min_completion_length=length, probe_every=0, save_steps=10**6, run_root=str(run_root), name=f"{config}_{experiment}_{length}",
-        allow_cpu=True, **overrides,
+        experiment,
+        model_name=model_name,
+        data_dir=str(SAMPLE_DATA_DIR),
+        max_steps=steps,
+        max_completion_length=length,
+        min_completion_length=length,
+        probe_every=0,
+        save_steps=10**6,
+        run_root=str(run_root),
+        name=f"{config}_{experiment}_{length}",
+        allow_cpu=True,
+        **overrides,
     )
-    result = {"config": config, "experiment": experiment, "completion_length": length, "steps": steps, "t4_memory_cap_fraction": cap_fraction}
+    result = {
+        "config": config,
+        "experiment": experiment,
+        "completion_length": length,
+        "steps": steps,
+        "t4_memory_cap_fraction": cap_fraction,
+    }
     try:
         model, tokenizer, backend = load_model(cfg)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         started = time.time()
-        run_dir = train(cfg, model, tokenizer, build_reward_funcs(cfg.reward_set, tokenizer), backend)
+        run_dir = train(cfg, model, tokenizer, build_rewards(cfg.reward_set, tokenizer), backend)
         wall = time.time() - started
-        rows = read_run_jsonl(run_dir / "log.jsonl")
+        rows = runs.read_rows(run_dir / runs.LOG)
         step_times = [r["step_time"] for r in rows[1:]] or [r["step_time"] for r in rows]  # the first step warms up
         seconds_per_step = statistics.median(step_times)
         completions = cfg.num_generations * cfg.prompts_per_step
         tokens = completions * statistics.fmean(r["completion_length"] for r in rows)
         result.update(
-            status="ok", backend=backend, wall_seconds=round(wall, 1), seconds_per_step=seconds_per_step,
-            generated_tokens_per_second=tokens / seconds_per_step, mean_completion_length=statistics.fmean(r["completion_length"] for r in rows),
+            status="ok",
+            backend=backend.to_dict(),
+            ran=runs.read_json(run_dir / runs.ENVIRONMENT)["trainer"],
+            wall_seconds=round(wall, 1),
+            seconds_per_step=seconds_per_step,
+            generated_tokens_per_second=tokens / seconds_per_step,
+            mean_completion_length=statistics.fmean(r["completion_length"] for r in rows),
             nan_losses=sum(1 for r in rows if not math.isfinite(r.get("loss", float("nan")))),
             peak_gpu_memory_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         )
     except torch.cuda.OutOfMemoryError as error:
         result.update(status="out of memory", error=str(error)[:300])
-    out.write_text(json.dumps(result, indent=2, default=str))
+    runs.write_json(out, result)
 
 
-def _materialize(random_model: str, folder: Path) -> str:
+def materialize_random_model(random_model: str, folder: Path) -> str:
     """Save a random model so it loads like a hub checkpoint: Unsloth needs a path, and TRL reloads the
     reference model for full fine-tuning from the model's path."""
-    if not (folder / "config.json").exists():
+    if not (folder / runs.CONFIG).exists():
         from utils.model import build_random_qwen2, load_tokenizer
 
         build_random_qwen2(random_model).save_pretrained(folder)
@@ -105,7 +138,9 @@ def project_epoch(results: list[dict], gpu_name: str | None) -> dict:
     measured = next((bandwidth for name, bandwidth in BANDWIDTH_GBS.items() if gpu_name and name in gpu_name), None)
     if measured:
         projection["t4_hours_estimate"] = round(hours * measured / BANDWIDTH_GBS["T4"], 2)
-        projection["t4_arithmetic"] = f"{hours:.2f} h x {measured} GB/s / {BANDWIDTH_GBS['T4']} GB/s (generation is memory-bandwidth bound)"
+        projection["t4_arithmetic"] = (
+            f"{hours:.2f} h x {measured} GB/s / {BANDWIDTH_GBS['T4']} GB/s (generation is memory-bandwidth bound)"
+        )
     return projection
 
 
@@ -113,33 +148,71 @@ def ratios(results: list[dict]) -> list[dict]:
     """Kit / study, for each experiment and completion length measured in this run."""
     out = []
     for kit in (r for r in results if r["config"] == "kit" and r.get("status") == "ok"):
-        study = next((r for r in results if r["config"] == "study" and r["experiment"] == kit["experiment"] and r["completion_length"] == kit["completion_length"]), None)
+        study = next(
+            (
+                r
+                for r in results
+                if r["config"] == "study"
+                and r["experiment"] == kit["experiment"]
+                and r["completion_length"] == kit["completion_length"]
+            ),
+            None,
+        )
         if study and study.get("status") == "ok":
-            out.append({"experiment": kit["experiment"], "completion_length": kit["completion_length"],
-                        "tokens_per_second_ratio": kit["generated_tokens_per_second"] / study["generated_tokens_per_second"],
-                        "step_time_ratio": kit["seconds_per_step"] / study["seconds_per_step"]})
+            out.append(
+                {
+                    "experiment": kit["experiment"],
+                    "completion_length": kit["completion_length"],
+                    "tokens_per_second_ratio": kit["generated_tokens_per_second"]
+                    / study["generated_tokens_per_second"],
+                    "step_time_ratio": kit["seconds_per_step"] / study["seconds_per_step"],
+                }
+            )
     return out
 
 
 def markdown_table(report: dict) -> str:
-    lines = ["| config | experiment | completion tokens | backend | s/step | generated tok/s | peak GPU GiB | NaN losses |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| config | experiment | completion tokens | backend (optimizer, attention) | s/step | generated tok/s | "
+        "peak GPU GiB | NaN losses |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         if r.get("status") != "ok":
-            lines.append(f"| {r['config']} | {r['experiment']} | {r['completion_length']} | | {r.get('status')} | | | |")
+            lines.append(
+                f"| {r['config']} | {r['experiment']} | {r['completion_length']} | | {r.get('status')} | | | |"
+            )
             continue
         memory = f"{r['peak_gpu_memory_gib']:.2f}" if r["peak_gpu_memory_gib"] is not None else "n/a (CPU)"
-        lines.append(f"| {r['config']} | {r['experiment']} | {r['completion_length']} | {r['backend']['backend']} | {r['seconds_per_step']:.2f} | {r['generated_tokens_per_second']:.0f} | {memory} | {r['nan_losses']} |")
+        lines.append(
+            f"| {r['config']} | {r['experiment']} | {r['completion_length']} | {r['backend']['name']} "
+            f"({r['ran']['optimizer'].rsplit('.', 1)[-1]}, {r['ran']['attention']}) | {r['seconds_per_step']:.2f} | "
+            f"{r['generated_tokens_per_second']:.0f} | {memory} | {r['nan_losses']} |"
+        )
     for ratio in report["ratios"]:
-        lines.append(f"\nkit / study at {ratio['completion_length']} tokens ({ratio['experiment']}): generated tokens/s x{ratio['tokens_per_second_ratio']:.2f}, seconds per step x{ratio['step_time_ratio']:.2f}")
+        lines.append(
+            f"\nkit / study at {ratio['completion_length']} tokens ({ratio['experiment']}): generated tokens/s "
+            f"x{ratio['tokens_per_second_ratio']:.2f}, seconds per step x{ratio['step_time_ratio']:.2f}"
+        )
     env = report["environment"]
-    lines.append(f"\n{report['device']}; {report['note']}; torch {env['packages'].get('torch')}, transformers {env['packages'].get('transformers')}, trl {env['packages'].get('trl')}, unsloth {env['packages'].get('unsloth', 'not installed')}; {env['date']}.")
+    lines.append(
+        f"\n{report['device']}; {report['note']}; "
+        + ", ".join(
+            f"{p} {env['packages'].get(p, 'not installed')}" for p in ("torch", "transformers", "trl", "unsloth")
+        )
+        + f"; {env['date']}."
+    )
     return "\n".join(lines)
 
 
-def run_benchmark(steps: int | None = None, lengths: list[int] | None = None, experiments: list[str] | None = None, out_dir=REPO_ROOT / "runs" / "bench", emulate_t4: bool = True) -> dict:
+def run_benchmark(
+    steps: int | None = None,
+    lengths: list[int] | None = None,
+    experiments: list[str] | None = None,
+    out_dir=REPO_ROOT / "runs" / "bench",
+    emulate_t4: bool = True,
+) -> dict:
     import torch
-
-    from utils.train import environment_info
 
     cuda = torch.cuda.is_available()
     steps = steps or (10 if cuda else 3)
@@ -147,27 +220,60 @@ def run_benchmark(steps: int | None = None, lengths: list[int] | None = None, ex
     experiments = experiments or ["exp2_oneshot", "exp4_cosine_no_penalty"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_name = _materialize("random-full", out_dir / "random-qwen2.5-0.5b") if cuda else _materialize("tiny", out_dir / "tiny-qwen2")
+    model_name = (
+        materialize_random_model("random-full", out_dir / "random-qwen2.5-0.5b")
+        if cuda
+        else materialize_random_model("tiny", out_dir / "tiny-qwen2")
+    )
     results = []
     for length in lengths:
         for experiment in experiments:
             for config in CONFIGS:
                 out = out_dir / f"{config}_{experiment}_{length}.json"
                 print(f"--- {config} / {experiment} / {length} tokens x {steps} steps", flush=True)
-                command = [sys.executable, "-m", "utils.bench", "--worker", config, "--experiment", experiment, "--length", str(length), "--steps", str(steps), "--model", model_name, "--out", str(out)]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "utils.bench",
+                    "--worker",
+                    config,
+                    "--experiment",
+                    experiment,
+                    "--length",
+                    str(length),
+                    "--steps",
+                    str(steps),
+                    "--model",
+                    model_name,
+                    "--out",
+                    str(out),
+                ]
                 if not emulate_t4:
                     command.append("--no-t4")
                 done = subprocess.run(command, cwd=REPO_ROOT)
-                results.append(json.loads(out.read_text()) if out.exists() else {"config": config, "experiment": experiment, "completion_length": length, "status": f"crashed (exit {done.returncode})"})
+                results.append(
+                    runs.read_json(out)
+                    if out.exists()
+                    else {
+                        "config": config,
+                        "experiment": experiment,
+                        "completion_length": length,
+                        "status": f"crashed (exit {done.returncode})",
+                    }
+                )
     gpu = torch.cuda.get_device_name(0) if cuda else None
     report = {
         "device": gpu or "CPU (tiny random Qwen2: checks the benchmark works; the numbers say nothing about GPUs)",
-        "note": f"T4 emulation: memory capped at {T4_MEMORY_GIB} GiB, fp16, SDPA; this emulates a T4's memory, not its speed" if cuda and emulate_t4 else "no T4 emulation",
+        "note": f"T4 emulation: memory capped at {T4_MEMORY_GIB} GiB, fp16, SDPA, no vLLM (a T4's memory, not speed)"
+        if cuda and emulate_t4
+        else "no T4 emulation",
         "model": "Qwen2.5-0.5B-Instruct architecture, random weights" if cuda else "tiny random Qwen2",
-        "results": results, "ratios": ratios(results), "epoch_projection": project_epoch(results, gpu),
-        "environment": environment_info(),
+        "results": results,
+        "ratios": ratios(results),
+        "epoch_projection": project_epoch(results, gpu),
+        "environment": runs.environment_info(),
     }
-    (out_dir / "bench.json").write_text(json.dumps(report, indent=2, default=str))
+    runs.write_json(out_dir / runs.BENCH, report)
     print(markdown_table(report))
     return report
 
@@ -175,7 +281,9 @@ def run_benchmark(steps: int | None = None, lengths: list[int] | None = None, ex
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, help="optimizer steps per configuration (default 10 on GPU, 3 on CPU)")
-    parser.add_argument("--lengths", type=int, nargs="+", help="forced completion lengths (default 150 786 on GPU, 16 on CPU)")
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", help="forced completion lengths (default 150 786 on GPU, 16 on CPU)"
+    )
     parser.add_argument("--experiments", nargs="+", help="default: exp2_oneshot exp4_cosine_no_penalty")
     parser.add_argument("--out-dir", default=str(REPO_ROOT / "runs" / "bench"))
     parser.add_argument("--no-t4", action="store_true", help="do not emulate a T4 (no memory cap, auto precision)")

@@ -8,18 +8,17 @@ from pathlib import Path
 
 from datasets import Dataset
 
+from utils import REPO_ROOT
 from utils.grading import extract_hash_answer
 from utils.prompts import build_prompt
+from utils.runs import read_jsonl
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 HUB_ID, HUB_CONFIG = "openai/gsm8k", "main"
 # A few dozen real GSM8K rows shipped with the kit, for tests and smoke runs that must work offline.
 SAMPLE_DATA_DIR = REPO_ROOT / "utils" / "assets" / "gsm8k_sample"
-# Full local copies tried, in order, when the hub cannot be reached.
-FALLBACK_DATA_DIRS = [REPO_ROOT / "data" / "gsm8k", REPO_ROOT.parent / "shared" / "data" / "gsm8k"]
+# Where notebook 00 saves a full copy, and where loading looks when the hub cannot be reached.
+LOCAL_COPY_DIR = REPO_ROOT / "data" / "gsm8k"
 SPLITS = ("train", "test")
-
-
 GSM8K_FIELDS = ("question", "answer")
 
 
@@ -35,71 +34,63 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
-def read_jsonl(path, required_fields: tuple = ()) -> list[dict]:
-    """Rows of a JSONL file; a bad line raises an error naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist. Point data_dir (or GSM8K_DIR) at a folder with train.jsonl and test.jsonl.")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {line_number}: not valid JSON ({e.msg}).") from None
-            if not isinstance(row, dict) or not all(isinstance(row.get(field), str) for field in required_fields):
-                raise ValueError(f"{path}, line {line_number}: expected the fields {list(required_fields)} as strings.")
-            rows.append(row)
-    return rows
+def _missing_final_answer(row: dict) -> str | None:
+    return None if extract_hash_answer(row["answer"]) is not None else "the solution has no '#### <answer>' line"
 
 
-def read_run_jsonl(path) -> list[dict]:
-    """Rows a run wrote (log, probe, completions, evaluation); none when the file does not exist yet."""
-    return read_jsonl(path) if Path(path).is_file() else []
-
-
-def _from_rows(rows: list[dict], source: str) -> Dataset:
+def _from_rows(rows: list[dict]) -> Dataset:
     """GSM8K rows -> question, gold ``answer`` (the number after ``####``), full ``solution``."""
-    golds = [extract_hash_answer(r["answer"]) for r in rows]
-    for i, gold in enumerate(golds):
-        if gold is None:
-            raise ValueError(f"{source}, row {i + 1}: the solution has no '#### <answer>' line.")
-    return Dataset.from_dict({"question": [r["question"] for r in rows], "answer": golds, "solution": [r["answer"] for r in rows]})
+    return Dataset.from_dict(
+        {
+            "question": [r["question"] for r in rows],
+            "answer": [extract_hash_answer(r["answer"]) for r in rows],
+            "solution": [r["answer"] for r in rows],
+        }
+    )
 
 
-def load_local_gsm8k(split: str, data_dir) -> Dataset:
+def read_local_gsm8k(split: str, data_dir) -> list[dict]:
+    """The rows of ``data_dir/<split>.jsonl``, each checked; errors name the file, the line and the fix."""
     path = Path(data_dir) / f"{split}.jsonl"
-    return _from_rows(read_jsonl(path, GSM8K_FIELDS), str(path))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"DATA_DIR (data_dir) {data_dir}: {path} does not exist. Point it at a folder with GSM8K's train.jsonl "
+            "and test.jsonl, or set it to None to load GSM8K from the hub."
+        )
+    return read_jsonl(path, GSM8K_FIELDS, check=_missing_final_answer)
+
+
+def check_data_dir(data_dir) -> None:
+    """Read and check every line a run will read from ``data_dir``, before any model is loaded."""
+    for split in SPLITS:
+        read_local_gsm8k(split, data_dir)
 
 
 def load_gsm8k(split: str, data_dir=None) -> Dataset:
     """GSM8K ``split`` with columns ``question``, ``answer`` (gold number as a string) and ``solution``.
 
-    Source: ``data_dir`` or ``$GSM8K_DIR`` when given; else the hub (``openai/gsm8k``, ``main``); if the hub
-    cannot be reached, the first local copy found in ``FALLBACK_DATA_DIRS``, with a printed notice.
+    Source: ``data_dir`` or ``$GSM8K_DIR`` when given; else the hub (``openai/gsm8k``, ``main``); if the hub cannot be
+    reached, the local copy notebook 00 saved in ``data/gsm8k/``, with a printed notice.
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; GSM8K has {SPLITS}.")
     data_dir = data_dir or os.environ.get("GSM8K_DIR")
     if data_dir:
-        return load_local_gsm8k(split, data_dir)
+        return _from_rows(read_local_gsm8k(split, data_dir))
     try:
         if not hub_reachable():
             raise ConnectionError("the hub is unreachable")
         from datasets import load_dataset
 
-        hub = load_dataset(HUB_ID, HUB_CONFIG, split=split)
-        return _from_rows(list(hub), f"{HUB_ID}:{split}")
+        return _from_rows(list(load_dataset(HUB_ID, HUB_CONFIG, split=split)))
     except Exception as error:
-        for fallback in FALLBACK_DATA_DIRS:
-            if (fallback / f"{split}.jsonl").is_file():
-                print(f"Could not load {HUB_ID} from the hub ({error}); using the local copy in {fallback}.")
-                return load_local_gsm8k(split, fallback)
+        if (LOCAL_COPY_DIR / f"{split}.jsonl").is_file():
+            print(f"Could not load {HUB_ID} from the hub ({error}); using the local copy in {LOCAL_COPY_DIR}.")
+            return _from_rows(read_local_gsm8k(split, LOCAL_COPY_DIR))
         raise RuntimeError(
-            f"Could not load {HUB_ID} from the hub ({error}) and found no local copy in {[str(d) for d in FALLBACK_DATA_DIRS]}. "
-            "Connect to the internet, or set data_dir / GSM8K_DIR to a folder with GSM8K's train.jsonl and test.jsonl."
+            f"Could not load {HUB_ID} from the hub ({error}) and found no local copy in {LOCAL_COPY_DIR}. Connect to "
+            "the internet (on Kaggle: Settings > Internet on), or set DATA_DIR (data_dir, or $GSM8K_DIR) to a folder "
+            "with GSM8K's train.jsonl and test.jsonl."
         ) from error
 
 
@@ -109,11 +100,18 @@ def prompt_token_count(tokenizer, messages: list[dict]) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def build_dataset(split: str, one_shot: bool, data_dir=None, limit: int | None = None, tokenizer=None, max_prompt_tokens: int | None = None) -> Dataset:
+def build_dataset(
+    split: str,
+    one_shot: bool,
+    data_dir=None,
+    limit: int | None = None,
+    tokenizer=None,
+    max_prompt_tokens: int | None = None,
+) -> Dataset:
     """GSM8K with the chat ``prompt`` column GRPOTrainer reads.
 
-    TRL 1.x no longer truncates prompts, so with a tokenizer and ``max_prompt_tokens`` the prompts longer
-    than that are dropped (and counted) rather than cut, which would remove the system prompt.
+    TRL 1.x no longer truncates prompts, so with a tokenizer and ``max_prompt_tokens`` the prompts longer than that
+    are dropped (and counted) rather than cut, which would remove the system prompt.
     """
     dataset = load_gsm8k(split, data_dir)
     if limit is not None:
@@ -123,13 +121,16 @@ def build_dataset(split: str, one_shot: bool, data_dir=None, limit: int | None =
         lengths = [prompt_token_count(tokenizer, p) for p in dataset["prompt"]]
         keep = [i for i, n in enumerate(lengths) if n <= max_prompt_tokens]
         if len(keep) < len(dataset):
-            print(f"Dropped {len(dataset) - len(keep)} of {len(dataset)} {split} prompts longer than {max_prompt_tokens} tokens.")
+            print(
+                f"Dropped {len(dataset) - len(keep)} of {len(dataset)} {split} prompts longer than "
+                f"{max_prompt_tokens} tokens."
+            )
             dataset = dataset.select(keep)
     return dataset
 
 
-def save_local_copy(splits: dict, out_dir=FALLBACK_DATA_DIRS[0]) -> Path:
-    """Write loaded splits as GSM8K's own JSONL, the first place ``load_gsm8k`` looks when the hub is down."""
+def save_local_copy(splits: dict, out_dir=LOCAL_COPY_DIR) -> Path:
+    """Write loaded splits as GSM8K's own JSONL, the place ``load_gsm8k`` looks when the hub is down."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, dataset in splits.items():
@@ -144,11 +145,15 @@ def token_length_table(dataset: Dataset, tokenizer):
     """Tokens per row: the prompt without and with the one-shot example, and the reference solution."""
     import pandas as pd
 
-    return pd.DataFrame({
-        "prompt_system_only": [prompt_token_count(tokenizer, build_prompt(q, False)) for q in dataset["question"]],
-        "prompt_one_shot": [prompt_token_count(tokenizer, build_prompt(q, True)) for q in dataset["question"]],
-        "solution": [len(ids) for ids in tokenizer(list(dataset["solution"]), add_special_tokens=False)["input_ids"]],
-    })
+    return pd.DataFrame(
+        {
+            "prompt_system_only": [prompt_token_count(tokenizer, build_prompt(q, False)) for q in dataset["question"]],
+            "prompt_one_shot": [prompt_token_count(tokenizer, build_prompt(q, True)) for q in dataset["question"]],
+            "solution": [
+                len(ids) for ids in tokenizer(list(dataset["solution"]), add_special_tokens=False)["input_ids"]
+            ],
+        }
+    )
 
 
 def plot_token_lengths(lengths, prompt_limit: int = 256):
@@ -156,7 +161,8 @@ def plot_token_lengths(lengths, prompt_limit: int = 256):
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
     for column in ("prompt_system_only", "prompt_one_shot"):
-        axes[0].hist(lengths[column], bins=50, alpha=0.6, label=f"{column} (over {prompt_limit}: {(lengths[column] > prompt_limit).sum()})")
+        over = (lengths[column] > prompt_limit).sum()
+        axes[0].hist(lengths[column], bins=50, alpha=0.6, label=f"{column} (over {prompt_limit}: {over})")
     axes[0].axvline(prompt_limit, color="red", ls="--")
     axes[0].set(title="prompt tokens", xlabel="tokens", ylabel="questions")
     axes[0].legend(fontsize=8)

@@ -1,14 +1,21 @@
 """Answer extraction and grading, declared by name so every reported accuracy says which grader made it.
 
-Two graders, both reported by evaluation:
-- ``strict``: the study's rule. The text inside the last ``<answer>`` block must equal the gold
-  string exactly ("18.00" and "$18" are wrong when the gold is "18").
-- ``numeric``: parse numbers and compare values. Uses the ``<answer>`` block when there is one, else the
+Two graders (``GRADERS``), both reported by evaluation:
+- ``strict``: the study's rule. The text inside the last ``<answer>`` block must equal the gold string exactly
+  ("18.00" and "$18" are wrong when the gold is "18").
+- ``numeric``: parse numbers and compare values exactly. Uses the ``<answer>`` block when there is one, else the
   last number in the text (lm-evaluation-harness's "flexible" rule).
+
+The format patterns of the study's format rewards live here too, so rewards and evaluation share one parser.
 """
 
 import math
 import re
+from fractions import Fraction
+
+# The study's format rewards: the soft one allows any whitespace, the strict one wants the exact layout.
+SOFT_FORMAT_RE = re.compile(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", re.DOTALL)
+STRICT_FORMAT_RE = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n$", re.DOTALL)
 
 # A number as people write it: optional sign, thousands separators, decimals, or a simple fraction.
 NUMBER_PATTERN = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*-?\d+(?:\.\d+)?)?|-?\.\d+"
@@ -36,48 +43,88 @@ def extract_hash_answer(solution: str) -> str | None:
     return solution.split("####")[-1].strip().replace(",", "").replace("$", "")
 
 
-def _to_float(token: str) -> float | None:
-    token = re.sub(r"\s+", "", token).replace(",", "")
+def _to_fraction(token: str) -> Fraction | None:
+    """The exact value of a number token (``1,008``, ``-2.50``, ``3/4``); floats would make 10^7+1 equal 10^7."""
+    token = re.sub(r"\s+", "", token).replace(",", "").rstrip(".")
     try:
         if "/" in token:
             numerator, denominator = token.split("/")
-            return float(numerator) / float(denominator)
-        return float(token)
+            return Fraction(numerator) / Fraction(denominator)
+        return Fraction(token)
     except (ValueError, ZeroDivisionError):
         return None
 
 
-def parse_number(text: str) -> float | None:
-    """Parse a final answer written as a single number: ``18``, ``18.``, ``18.00``, ``$18``, ``1,008``,
-    ``-5``, ``3/4``, ``18 dollars``, ``**18**``. Returns ``None`` when the text is not one number."""
+def parse_value(text: str) -> Fraction | None:
+    """The exact value of a final answer written as a single number: ``18``, ``18.``, ``18.00``, ``$18``,
+    ``1,008``, ``-5``, ``3/4``, ``18 dollars``, ``**18**``. ``None`` when the text is not one number."""
     if not isinstance(text, str):
         return None
     cleaned = _DECORATION_RE.sub("", text).strip().rstrip(".").strip()
     cleaned = _TRAILING_WORDS_RE.sub("", cleaned).strip().rstrip(".")
-    if not _FULL_NUMBER_RE.match(cleaned):
-        return None
-    value = _to_float(cleaned)
-    return value if value is not None and math.isfinite(value) else None
+    return _to_fraction(cleaned) if _FULL_NUMBER_RE.match(cleaned) else None
 
 
-def last_number(text: str) -> float | None:
-    """The last number anywhere in the text (lm-evaluation-harness's flexible extraction)."""
+def parse_number(text: str) -> float | None:
+    """``parse_value`` as a float, for display and analysis."""
+    value = parse_value(text)
+    return float(value) if value is not None else None
+
+
+def _last_value(text: str) -> Fraction | None:
     for token in reversed(NUMBER_RE.findall(text or "")):
-        value = _to_float(token)
-        if value is not None and math.isfinite(value):
+        value = _to_fraction(token)
+        if value is not None:
             return value
     return None
 
 
-def extract_numeric_answer(text: str) -> float | None:
-    """The number a completion answers with: its ``<answer>`` block when present, else its last number."""
+def _answer_value(text: str) -> Fraction | None:
     if not isinstance(text, str):
         return None
     if "<answer>" in text:
         block = extract_xml_answer(text)
-        value = parse_number(block)
-        return value if value is not None else last_number(block)
-    return last_number(text)
+        value = parse_value(block)
+        return value if value is not None else _last_value(block)
+    return _last_value(text)
+
+
+def extract_numeric_answer(text: str) -> float | None:
+    """The number a completion answers with: its ``<answer>`` block when present, else its last number."""
+    value = _answer_value(text)
+    return float(value) if value is not None else None
+
+
+def _decimal_places(value: Fraction) -> int | None:
+    """Digits after the point in the value's exact decimal form; ``None`` when it never ends (1/3)."""
+    denominator, twos, fives = value.denominator, 0, 0
+    while denominator % 2 == 0:
+        denominator, twos = denominator // 2, twos + 1
+    while denominator % 5 == 0:
+        denominator, fives = denominator // 5, fives + 1
+    return max(twos, fives) if denominator == 1 else None
+
+
+def same_value(a: Fraction, b: Fraction) -> bool:
+    """Exact equality, except that a never-ending fraction (``1/3``) matches a decimal rounded at the decimal's own
+    precision (``0.33``). Two decimals are never rounded, so 12345679 never equals 12345678, nor 2.49 equal 2.5."""
+    if a == b:
+        return True
+    for decimal, other in ((a, b), (b, a)):
+        places = _decimal_places(decimal)
+        if places is not None and _decimal_places(other) is None:
+            return round(other, places) == decimal
+    return False
+
+
+def _gold_value(gold) -> Fraction | None:
+    if isinstance(gold, bool):
+        return None
+    if isinstance(gold, int):
+        return Fraction(gold)
+    if isinstance(gold, float):
+        return Fraction(repr(gold)) if math.isfinite(gold) else None  # 51.0 -> 51, 0.1 -> 1/10 (not its binary value)
+    return parse_value(str(gold))
 
 
 def is_correct_strict(completion: str, gold: str) -> bool:
@@ -86,15 +133,9 @@ def is_correct_strict(completion: str, gold: str) -> bool:
 
 
 def is_correct(completion: str, gold) -> bool:
-    """Numeric grader: the completion's answer equals the gold number (relative tolerance 1e-6). Never raises."""
-    try:
-        predicted = extract_numeric_answer(completion)
-        expected = gold if isinstance(gold, (int, float)) else parse_number(str(gold))
-        if predicted is None or expected is None:
-            return False
-        return math.isclose(predicted, float(expected), rel_tol=1e-6, abs_tol=1e-9)
-    except Exception:
-        return False
+    """Numeric grader: the completion's answer has the gold's value (see ``same_value``). Never raises."""
+    predicted, expected = _answer_value(completion), _gold_value(gold)
+    return predicted is not None and expected is not None and same_value(predicted, expected)
 
 
 GRADERS = {"strict": is_correct_strict, "numeric": is_correct}

@@ -6,7 +6,10 @@ Model names:
 - ``random-full``: the full Qwen2.5-0.5B architecture with random weights, for memory and speed benchmarks.
 """
 
+import contextlib
+import dataclasses
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,24 +21,67 @@ RANDOM_MODELS = ("tiny", "random-full")
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Small enough to train on two CPU cores; initializer_range=0.5 makes the random model's sampling peaked
 # enough for GRPO to find a learning signal (the default 0.02 samples almost uniformly over 151k tokens).
-TINY_OVERRIDES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_window_layers=2, initializer_range=0.5)
+TINY_OVERRIDES = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_window_layers=2,
+    initializer_range=0.5,
+)
+# The longest one-shot prompt of the evaluation sets (GSM8K test: 280 tokens; a test checks it), so that evaluation
+# through vLLM, whose context is fixed when the model loads, still gets every new token.
+LONGEST_EVAL_PROMPT_TOKENS = 320
+VLLM_MIN_CAPABILITY = (8, 0)  # the vLLM releases TRL 1.14 accepts need FlashAttention: Ampere or newer, not a T4 (7.5)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What was actually loaded, recorded in every run's environment.json."""
+
+    name: str  # "unsloth", "transformers+peft" or "transformers (full fine-tuning)"
+    model_name: str
+    device: str
+    dtype: str  # the training precision: the dtype Unsloth loaded, else the one asked for (fp16 -> fp16 autocast)
+    fast_inference: bool = False  # a vLLM engine is attached to the model (Unsloth fast_inference)
+    lora_rank: int = 0
+    trainable_parameters: int = 0
+    attention: str | None = None
+
+    @property
+    def unsloth(self) -> bool:
+        return self.name == "unsloth"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def unsloth_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None
 
 
-def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
+def vllm_supported() -> bool:
+    """vLLM is installed and the GPU can run it (compute capability 8.0 or newer)."""
+    return (
+        torch.cuda.is_available()
+        and torch.cuda.get_device_capability(0) >= VLLM_MIN_CAPABILITY
+        and importlib.util.find_spec("vllm") is not None
+    )
+
+
+def bf16_supported() -> bool:
+    """Native bf16 only: ``is_bf16_supported()`` says True on a T4 through slow emulation unless told otherwise."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def pick_dtype(precision: str = "auto") -> torch.dtype:
-    """bf16 where the GPU supports it, fp16 on older GPUs such as the T4, fp32 on CPU; or as asked."""
+    """bf16 where the GPU supports it natively, fp16 on older GPUs such as the T4, fp32 on CPU; or as asked."""
     if precision != "auto":
         return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     if not torch.cuda.is_available():
         return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if bf16_supported() else torch.float16
 
 
 def load_tokenizer(model_name: str):
@@ -44,8 +90,10 @@ def load_tokenizer(model_name: str):
 
     offline_copy = model_name == BUNDLED_TOKENIZER_OF and not hub_reachable()
     if offline_copy:
-        print(f"The hub is unreachable; using the bundled {BUNDLED_TOKENIZER_OF} tokenizer from {ASSETS_DIR}.")
-    tokenizer = AutoTokenizer.from_pretrained(ASSETS_DIR if model_name in RANDOM_MODELS or offline_copy else model_name)
+        print(f"The hub is unreachable; using the bundled {BUNDLED_TOKENIZER_OF} tokenizer.")
+    tokenizer = AutoTokenizer.from_pretrained(
+        ASSETS_DIR if model_name in RANDOM_MODELS or offline_copy else model_name
+    )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -59,7 +107,7 @@ def build_random_qwen2(model_name: str = "tiny", seed: int = 0, dtype: torch.dty
             setattr(config, key, value)
         if getattr(config, "layer_types", None):
             config.layer_types = config.layer_types[: config.num_hidden_layers]
-    config.torch_dtype = dtype
+    config.dtype = dtype
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -68,19 +116,25 @@ def build_random_qwen2(model_name: str = "tiny", seed: int = 0, dtype: torch.dty
 def _add_peft_lora(model, cfg):
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGET_MODULES, lora_dropout=0.0, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        target_modules=LORA_TARGET_MODULES,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, lora)
 
 
 def _load_unsloth(cfg):
     from unsloth import FastLanguageModel
 
-    fast_inference = cfg.fast_inference and vllm_available()
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=cfg.model_name,
-        max_seq_length=cfg.max_prompt_length + cfg.max_completion_length,
+        max_seq_length=max(cfg.max_prompt_length, LONGEST_EVAL_PROMPT_TOKENS)
+        + max(cfg.max_completion_length, cfg.eval_max_new_tokens),
         load_in_4bit=cfg.load_in_4bit,
-        fast_inference=fast_inference,
+        fast_inference=cfg.fast_inference and vllm_supported(),
         max_lora_rank=max(cfg.lora_rank, 1),
         gpu_memory_utilization=cfg.gpu_memory_utilization,
         dtype=None if cfg.precision == "auto" else pick_dtype(cfg.precision),
@@ -88,40 +142,89 @@ def _load_unsloth(cfg):
     )
     if cfg.lora_rank > 0:
         model = FastLanguageModel.get_peft_model(
-            model, r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGET_MODULES,
-            use_gradient_checkpointing="unsloth", random_state=cfg.seed,
+            model,
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            target_modules=LORA_TARGET_MODULES,
+            use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+            random_state=cfg.seed,
         )
-    return model, tokenizer, fast_inference
+    return model, tokenizer
+
+
+def _load_transformers(cfg, dtype):
+    # Full fine-tuning in fp16 keeps fp32 master weights (fp16 autocast), as a T4 without bf16 requires.
+    weights_dtype = torch.float32 if cfg.lora_rank == 0 and dtype == torch.float16 else dtype
+    if cfg.model_name in RANDOM_MODELS:
+        model = build_random_qwen2(cfg.model_name, seed=cfg.seed, dtype=weights_dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(cfg.model_name, dtype=weights_dtype, attn_implementation="sdpa")
+    if cfg.lora_rank > 0:
+        model = _add_peft_lora(model, cfg)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model, load_tokenizer(cfg.model_name)
+
+
+def loaded_dtype(model) -> torch.dtype:
+    """The dtype the base weights were loaded in (Unsloth loads fp16 on a T4 whatever was asked)."""
+    return model.get_input_embeddings().weight.dtype
 
 
 def load_model(cfg):
-    """Model and tokenizer for an experiment config, plus a record of the backend that was chosen."""
-    dtype = pick_dtype(cfg.precision)
+    """Model and tokenizer for an experiment config, plus a ``Backend`` record of what was loaded."""
     if cfg.model_name not in RANDOM_MODELS and not torch.cuda.is_available() and not cfg.allow_cpu:
         raise RuntimeError(
-            f"Training {cfg.model_name} needs a CUDA GPU and none was found. On Colab: Runtime > Change runtime type > "
-            "T4 GPU. On Kaggle: Settings > Accelerator > GPU. For a quick CPU check use SMOKE=True (tiny random model)."
+            f"Training {cfg.model_name} needs a CUDA GPU and none was found. On Colab: Runtime > Change runtime type "
+            "> T4 GPU. On Kaggle: Settings > Accelerator > GPU. For a quick CPU check use SMOKE=True (tiny "
+            "random model)."
         )
-    backend = {"model_name": cfg.model_name, "dtype": str(dtype).replace("torch.", ""), "device": "cuda" if torch.cuda.is_available() else "cpu"}
-    if cfg.use_unsloth and unsloth_available() and cfg.model_name not in RANDOM_MODELS:
-        model, tokenizer, fast_inference = _load_unsloth(cfg)
-        backend.update(backend="unsloth", fast_inference=fast_inference)
+    use_unsloth = cfg.use_unsloth and unsloth_available() and cfg.model_name not in RANDOM_MODELS
+    if use_unsloth:
+        model, tokenizer = _load_unsloth(cfg)
+        name, compute_dtype = "unsloth", loaded_dtype(model)
     else:
-        # Full fine-tuning in fp16 keeps fp32 master weights (fp16 autocast), as a T4 without bf16 requires.
-        weights_dtype = torch.float32 if cfg.lora_rank == 0 and dtype == torch.float16 else dtype
-        if cfg.model_name in RANDOM_MODELS:
-            model = build_random_qwen2(cfg.model_name, seed=cfg.seed, dtype=weights_dtype)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(cfg.model_name, dtype=weights_dtype, attn_implementation="sdpa")
-        tokenizer = load_tokenizer(cfg.model_name)
-        if cfg.lora_rank > 0:
-            model = _add_peft_lora(model, cfg)
-        if torch.cuda.is_available():
-            model = model.to("cuda")
-        backend.update(backend="transformers+peft" if cfg.lora_rank > 0 else "transformers (full fine-tuning)", fast_inference=False)
+        compute_dtype = pick_dtype(cfg.precision)  # full fine-tuning in fp16 keeps fp32 weights under fp16 autocast
+        model, tokenizer = _load_transformers(cfg, compute_dtype)
+        name = "transformers+peft" if cfg.lora_rank > 0 else "transformers (full fine-tuning)"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    backend["lora_rank"] = cfg.lora_rank
-    backend["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print("Backend:", ", ".join(f"{k}={v}" for k, v in backend.items()))
+    backend = Backend(
+        name=name,
+        model_name=cfg.model_name,
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        dtype=str(compute_dtype).replace("torch.", ""),
+        fast_inference=getattr(model, "vllm_engine", None) is not None,
+        lora_rank=cfg.lora_rank,
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        attention=getattr(model.config, "_attn_implementation", None),
+    )
+    print("Backend:", ", ".join(f"{k}={v}" for k, v in backend.to_dict().items()))
     return model, tokenizer, backend
+
+
+@contextlib.contextmanager
+def explain_out_of_memory(cfg, during: str, backend=None):
+    """Turn CUDA's out-of-memory error into the settings to lower, with the values in use."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as error:
+        if during == "training":
+            lower = [
+                f"max_completion_length (now {cfg.max_completion_length})",
+                f"gradient_checkpointing=True (now {cfg.gradient_checkpointing})",
+                f"lora_rank (now {cfg.lora_rank})",
+                f"load_in_4bit=True (now {cfg.load_in_4bit})",
+            ]
+        else:
+            lower = [
+                f"eval_batch_size (now {cfg.eval_batch_size})",
+                f"eval_max_new_tokens (now {cfg.eval_max_new_tokens})",
+            ]
+        if backend is not None and backend.fast_inference:
+            lower.append(f"gpu_memory_utilization, vLLM's share of GPU memory (now {cfg.gpu_memory_utilization})")
+        raise RuntimeError(
+            f"CUDA ran out of memory during {during}. Lower one of: {'; '.join(lower)}. Set them in the notebook's "
+            f"OVERRIDES (or make_config), restart the runtime to free the GPU, and run again; training resumes from "
+            f"its last checkpoint. ({error})"
+        ) from error

@@ -6,23 +6,30 @@
 
 Executed notebooks are saved next to the runs (runs/notebooks/, or runs/smoke/notebooks/), outputs included.
 Smoke runs write to runs/smoke/ and their charts to runs/smoke/chart/, never over the real ones. They are
-disposable: each smoke experiment starts fresh rather than resuming a run made by older code.
+disposable: each smoke run starts fresh (experiments and baselines) rather than resuming one made by older code.
 """
 
 import argparse
-import json
 import shutil
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ["00_data_prep", "01_exp1_no_oneshot", "02_exp2_oneshot", "03_exp3_cosine_penalty", "04_exp4_cosine_no_penalty", "05_analysis"]
+from utils import REPO_ROOT, runs
+
+NOTEBOOKS = [
+    "00_data_prep",
+    "01_exp1_no_oneshot",
+    "02_exp2_oneshot",
+    "03_exp3_cosine_penalty",
+    "04_exp4_cosine_no_penalty",
+    "05_analysis",
+]
+EXPERIMENT_PREFIXES = ("01", "02", "03", "04")
 SMOKE_ROOT = "runs/smoke"
 
 
 def notebook_parameters(name: str, smoke: bool) -> dict:
     if name.startswith("05"):
-        return {"RUNS_ROOT": SMOKE_ROOT, "CHART_DIR": f"{SMOKE_ROOT}/chart", "SMOKE": True} if smoke else {}
+        return {"RUNS_ROOT": SMOKE_ROOT, "CHART_DIR": f"{SMOKE_ROOT}/chart"} if smoke else {}
     if name.startswith("00"):
         return {"SMOKE": smoke, "SAVE_LOCAL_COPY": not smoke}
     return {"SMOKE": smoke}
@@ -38,29 +45,49 @@ def select(only: list[str] | None) -> list[str]:
     return chosen
 
 
-def run(smoke: bool = False, only: list[str] | None = None) -> Path:
+def run(smoke: bool = False, only: list[str] | None = None):
     import papermill
 
     chosen = select(only)
-    if not smoke and any(nb[:2] in ("01", "02", "03", "04") for nb in chosen):
+    if not smoke and any(nb.startswith(EXPERIMENT_PREFIXES) for nb in chosen):
         import torch
 
         if not torch.cuda.is_available():
-            raise SystemExit("The real experiments need a CUDA GPU (a free Colab or Kaggle T4 works). On a CPU run `python -m utils.pipeline --smoke`, or `--only 00 05`.")
-    out_dir = REPO_ROOT / (SMOKE_ROOT if smoke else "runs") / "notebooks"
+            raise SystemExit(
+                "The real experiments need a CUDA GPU (a free Colab or Kaggle T4 works). On a CPU run "
+                "`python -m utils.pipeline --smoke`, or `--only 00 05`."
+            )
+    runs_root = REPO_ROOT / (SMOKE_ROOT if smoke else "runs")
+    out_dir = runs_root / "notebooks"
+    if smoke:  # fresh each time: experiments and the baselines they share
+        for stale in [*runs_root.glob("exp*"), *runs_root.glob("baseline_*")]:
+            shutil.rmtree(stale, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in chosen:
         print(f"=== {name}", flush=True)
-        if smoke and name[:2] in ("01", "02", "03", "04"):
-            shutil.rmtree(REPO_ROOT / SMOKE_ROOT / name[3:], ignore_errors=True)
-        papermill.execute_notebook(
-            str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
-            parameters=notebook_parameters(name, smoke), cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=False, log_output=False,
+        executed = out_dir / f"{name}.ipynb"
+        try:
+            papermill.execute_notebook(
+                str(REPO_ROOT / "notebooks" / f"{name}.ipynb"),
+                str(executed),
+                parameters=notebook_parameters(name, smoke),
+                cwd=str(REPO_ROOT),
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=False,
+            )
+        except papermill.PapermillExecutionError as error:
+            raise SystemExit(
+                f"{name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
+                f"The executed notebook, with the error and every output before it, is {executed}"
+            ) from None
+    for summary in sorted(runs_root.glob(f"*/{runs.EVAL_SUMMARY}")):
+        s = runs.read_json(summary)
+        print(
+            f"{summary.parent.name:28s} accuracy numeric {s['accuracy_numeric']:.3f} / strict "
+            f"{s['accuracy_strict']:.3f}"
+            f" (n={s['n']})"
         )
-    runs_root = REPO_ROOT / (SMOKE_ROOT if smoke else "runs")
-    for summary in sorted(runs_root.glob("*/eval_summary.json")):
-        s = json.loads(summary.read_text())
-        print(f"{summary.parent.name:28s} accuracy numeric {s['accuracy_numeric']:.3f} / strict {s['accuracy_strict']:.3f} (n={s['n']})")
     print(f"Executed notebooks: {out_dir}")
     return out_dir
 

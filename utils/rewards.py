@@ -1,20 +1,21 @@
 """Reward functions with TRL's signature, and the one registry of reward sets.
 
-Every function takes ``completions`` as ``GRPOTrainer`` passes them (strings, or chat messages
-``[{"role": "assistant", "content": ...}]``) plus dataset columns as keywords, and returns one float per
-completion. Malformed input scores 0.0 instead of raising: one bad sample must not kill a training run.
+Each reward takes ``completions`` as ``GRPOTrainer`` passes them (chat messages ``[{"role": "assistant",
+"content": ...}]``, or plain strings) plus dataset columns as keywords (``answer`` is the gold), and returns one float
+per completion. A reward set is a list of ``(function, weight)`` pairs. The weights go to TRL as
+``GRPOConfig.reward_weights``: the total reward is the weighted sum, exactly the study's, and each logged
+``rewards/<name>/mean`` is the function's own value (for ``correctness_reward_func``: the share of correct
+completions).
 
-The defaults reproduce the study exactly; ``numeric_correctness_reward_func`` and the ``standard_numeric``
-set are this kit's opt-in improvement (``18.00`` and ``$18`` count as 18).
+The defaults reproduce the study exactly; ``numeric_correctness_reward_func`` and the ``standard_numeric`` set are this
+kit's opt-in improvement (``18.00`` and ``$18`` count as 18).
 """
 
+import functools
 import math
-import re
+import warnings
 
-from utils.grading import extract_xml_answer, is_correct, is_correct_strict
-
-SOFT_FORMAT_RE = re.compile(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", re.DOTALL)
-STRICT_FORMAT_RE = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n$", re.DOTALL)
+from utils.grading import SOFT_FORMAT_RE, STRICT_FORMAT_RE, extract_xml_answer, is_correct, is_correct_strict
 
 
 def completion_text(completion) -> str:
@@ -24,24 +25,55 @@ def completion_text(completion) -> str:
     if isinstance(completion, dict):
         completion = [completion]
     if isinstance(completion, (list, tuple)):
-        return "".join(m.get("content") or "" for m in completion if isinstance(m, dict) and isinstance(m.get("content"), str))
+        contents = (m.get("content") for m in completion if isinstance(m, dict))
+        return "".join(c for c in contents if isinstance(c, str))
     return ""
 
 
-def _score_each(score, completions, *columns) -> list[float]:
-    """Apply ``score(text, *column_values)`` to each completion; a failure scores 0.0."""
-    rewards = []
-    for i, completion in enumerate(completions):
+def completion_texts(completions) -> list[str]:
+    return [completion_text(c) for c in completions]
+
+
+def reward_name(func) -> str:
+    """The name TRL logs a reward under (``rewards/<name>/mean``)."""
+    return getattr(func, "__name__", type(func).__name__)
+
+
+def never_raises(func):
+    """Keep one malformed completion from killing a run: when ``func`` raises, warn once with the exception, then
+    score the completions one by one, 0.0 for each it still fails on."""
+    warned = False
+
+    @functools.wraps(func)
+    def guarded(completions, **kwargs):
+        nonlocal warned
         try:
-            values = [column[i] for column in columns]
-            rewards.append(float(score(completion_text(completion), *values)))
-        except Exception:
-            rewards.append(0.0)
-    return rewards
+            return func(completions, **kwargs)
+        except Exception as error:
+            if not warned:
+                warned = True
+                warnings.warn(
+                    f"Reward {func.__name__} raised {type(error).__name__}: {error}. The completions it fails on "
+                    "score 0.0 (this warning is shown once).",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return [_score_alone(func, completions, kwargs, i) for i in range(len(completions))]
+
+    return guarded
+
+
+def _score_alone(func, completions, kwargs, i) -> float:
+    columns = {k: v[i : i + 1] if isinstance(v, list) and len(v) == len(completions) else v for k, v in kwargs.items()}
+    try:
+        return float(func(completions[i : i + 1], **columns)[0])
+    except Exception:
+        return 0.0
 
 
 def count_xml(text: str) -> float:
-    """0.125 per tag line present exactly once, minus 0.001 per character of trailing text (the study's rule)."""
+    """0.125 per tag line present exactly once, minus 0.001 per character of trailing text (the study's rule, with its
+    quirk: without a final ``\\n</answer>\\n`` the whole text counts as trailing on the answer term)."""
     count = 0.0
     if text.count("<reasoning>\n") == 1:
         count += 0.125
@@ -56,35 +88,76 @@ def count_xml(text: str) -> float:
     return count
 
 
+@never_raises
 def xmlcount_reward_func(completions, **kwargs) -> list[float]:
-    return _score_each(count_xml, completions)
+    """Up to 0.5 for each XML tag on its own line exactly once, less 0.001 per character after the answer.
+
+    >>> xmlcount_reward_func(["<reasoning>\\n9 * 2 = 18\\n</reasoning>\\n<answer>\\n18\\n</answer>\\n"])
+    [0.5]
+    >>> xmlcount_reward_func(["The answer is 18."])
+    [0.0]
+    """
+    return [count_xml(text) for text in completion_texts(completions)]
 
 
+@never_raises
 def soft_format_reward_func(completions, **kwargs) -> list[float]:
-    return _score_each(lambda text: 0.5 if SOFT_FORMAT_RE.match(text) else 0.0, completions)
+    """0.5 when the completion starts with ``<reasoning>...</reasoning>`` followed by ``<answer>...</answer>``.
+
+    >>> soft_format_reward_func(["<reasoning>9 * 2 = 18</reasoning> <answer>18</answer>"])
+    [0.5]
+    >>> soft_format_reward_func(["So the answer is <answer>18</answer>"])
+    [0.0]
+    """
+    return [0.5 if SOFT_FORMAT_RE.match(text) else 0.0 for text in completion_texts(completions)]
 
 
+@never_raises
 def strict_format_reward_func(completions, **kwargs) -> list[float]:
-    return _score_each(lambda text: 0.5 if STRICT_FORMAT_RE.match(text) else 0.0, completions)
+    """0.5 when the completion is exactly ``<reasoning>\\n...\\n</reasoning>\\n<answer>\\n...\\n</answer>\\n``.
+
+    >>> strict_format_reward_func(["<reasoning>\\n9 * 2 = 18\\n</reasoning>\\n<answer>\\n18\\n</answer>\\n"])
+    [0.5]
+    >>> strict_format_reward_func(["<reasoning>9 * 2 = 18</reasoning> <answer>18</answer>"])
+    [0.0]
+    """
+    return [0.5 if STRICT_FORMAT_RE.match(text) else 0.0 for text in completion_texts(completions)]
 
 
+@never_raises
 def int_reward_func(completions, **kwargs) -> list[float]:
-    return _score_each(lambda text: 0.5 if extract_xml_answer(text).isdigit() else 0.0, completions)
+    """0.5 when the answer is written as digits only (the study's extraction: the whole text if there is no tag).
+
+    >>> int_reward_func(["<answer>\\n18\\n</answer>"])
+    [0.5]
+    >>> int_reward_func(["<answer>\\n$18.00\\n</answer>"])
+    [0.0]
+    """
+    return [0.5 if extract_xml_answer(text).isdigit() else 0.0 for text in completion_texts(completions)]
 
 
+@never_raises
 def correctness_reward_func(completions, answer, **kwargs) -> list[float]:
-    """2.0 when the ``<answer>`` text equals the gold string (the study's strict test)."""
-    return _score_each(lambda text, gold: 2.0 if is_correct_strict(text, gold) else 0.0, completions, answer)
+    """1.0 when the ``<answer>`` text equals the gold string (the study's strict test), else 0.0.
+
+    >>> correctness_reward_func(["<answer>\\n18\\n</answer>"], answer=["18"])
+    [1.0]
+    >>> correctness_reward_func(["<answer>\\n18.00\\n</answer>"], answer=["18"])
+    [0.0]
+    """
+    return [1.0 if is_correct_strict(text, gold) else 0.0 for text, gold in zip(completion_texts(completions), answer)]
 
 
-def accuracy_reward_func(completions, answer, **kwargs) -> list[float]:
-    """The same strict test worth 1.0, as the study's cosine experiments used it."""
-    return _score_each(lambda text, gold: 1.0 if is_correct_strict(text, gold) else 0.0, completions, answer)
-
-
+@never_raises
 def numeric_correctness_reward_func(completions, answer, **kwargs) -> list[float]:
-    """Improved (opt-in): 2.0 when the answer is numerically equal to the gold (``18.00``, ``$18`` count)."""
-    return _score_each(lambda text, gold: 2.0 if is_correct(text, gold) else 0.0, completions, answer)
+    """Improved (opt-in): 1.0 when the answer has the gold's value (``18.00``, ``$18`` count), else 0.0.
+
+    >>> numeric_correctness_reward_func(["<answer>\\n$18.00\\n</answer>"], answer=["18"])
+    [1.0]
+    >>> numeric_correctness_reward_func(["<answer>\\n17\\n</answer>"], answer=["18"])
+    [0.0]
+    """
+    return [1.0 if is_correct(text, gold) else 0.0 for text, gold in zip(completion_texts(completions), answer)]
 
 
 def reasoning_length(text: str, tokenizer) -> int:
@@ -92,7 +165,9 @@ def reasoning_length(text: str, tokenizer) -> int:
     return len(tokenizer(text.split("<answer>")[0])["input_ids"])
 
 
-def cosine_length_score(length: int, correct: bool, max_len: int = 786, scale: float = 5.0, penalize_wrong: bool = True) -> float:
+def cosine_length_score(
+    length: int, correct: bool, max_len: int = 786, scale: float = 5.0, penalize_wrong=True
+) -> float:
     """Correct: ``scale*cos(x)``, shorter is better; wrong: ``-scale*cos(x)`` with the penalty, else 0.
     ``x = clip(length/max_len, 0, 1) * pi/2``."""
     x = min(max(length / max_len, 0.0), 1.0) * math.pi / 2
@@ -104,41 +179,55 @@ def cosine_length_score(length: int, correct: bool, max_len: int = 786, scale: f
 def make_cosine_length_reward(tokenizer, max_len: int = 786, scale: float = 5.0, penalize_wrong: bool = True):
     """The study's cosine length reward, bound to a tokenizer. Correctness is the study's strict test."""
 
+    @never_raises
     def cosine_length_reward_func(completions, answer, **kwargs) -> list[float]:
-        def score(text, gold):
-            return cosine_length_score(reasoning_length(text, tokenizer), is_correct_strict(text, gold), max_len, scale, penalize_wrong)
-
-        return _score_each(score, completions, answer)
+        """Up to 5.0 for a correct answer, more for shorter reasoning; wrong answers get 0 or, with the penalty,
+        down to -5.0 for the shortest."""
+        return [
+            cosine_length_score(
+                reasoning_length(text, tokenizer), is_correct_strict(text, gold), max_len, scale, penalize_wrong
+            )
+            for text, gold in zip(completion_texts(completions), answer)
+        ]
 
     return cosine_length_reward_func
 
 
-FORMAT_REWARDS = [xmlcount_reward_func, soft_format_reward_func, strict_format_reward_func, int_reward_func]
+FORMAT_REWARDS = [
+    (xmlcount_reward_func, 1.0),
+    (soft_format_reward_func, 1.0),
+    (strict_format_reward_func, 1.0),
+    (int_reward_func, 1.0),
+]
 
-# The one registry of reward sets: name -> builder(tokenizer) -> list of reward functions.
+# The one registry of reward sets: name -> builder(tokenizer) -> [(reward function, weight), ...].
+# Correctness is worth 2.0 in the standard sets and 1.0 (the study's "accuracy" reward) beside the cosine reward.
 REWARD_SETS = {
-    "standard": lambda tokenizer: FORMAT_REWARDS + [correctness_reward_func],
-    "cosine_penalty": lambda tokenizer: FORMAT_REWARDS
-    + [make_cosine_length_reward(tokenizer, penalize_wrong=True), accuracy_reward_func],
-    "cosine_no_penalty": lambda tokenizer: FORMAT_REWARDS
-    + [make_cosine_length_reward(tokenizer, penalize_wrong=False), accuracy_reward_func],
-    "standard_numeric": lambda tokenizer: FORMAT_REWARDS + [numeric_correctness_reward_func],  # improved, opt-in
-}
-
-# Rewards that pay a fixed amount per correct completion: their mean / value = share of correct completions.
-# Includes the name the study's logs use for its accuracy reward.
-CORRECTNESS_REWARD_VALUES = {
-    "correctness_reward_func": 2.0,
-    "numeric_correctness_reward_func": 2.0,
-    "accuracy_reward_func": 1.0,
-    "accuracy_func": 1.0,
+    "standard": lambda tokenizer: [*FORMAT_REWARDS, (correctness_reward_func, 2.0)],
+    "cosine_penalty": lambda tokenizer: [
+        *FORMAT_REWARDS,
+        (make_cosine_length_reward(tokenizer, penalize_wrong=True), 1.0),
+        (correctness_reward_func, 1.0),
+    ],
+    "cosine_no_penalty": lambda tokenizer: [
+        *FORMAT_REWARDS,
+        (make_cosine_length_reward(tokenizer, penalize_wrong=False), 1.0),
+        (correctness_reward_func, 1.0),
+    ],
+    "standard_numeric": lambda tokenizer: [*FORMAT_REWARDS, (numeric_correctness_reward_func, 2.0)],  # opt-in
 }
 
 
-def build_reward_funcs(reward_set: str, tokenizer=None) -> list:
-    """The reward functions of a named set; the cosine sets need the tokenizer to count tokens."""
+def build_rewards(reward_set: str, tokenizer=None) -> list[tuple]:
+    """The ``(function, weight)`` pairs of a named set; the cosine sets need the tokenizer to count tokens."""
     if reward_set not in REWARD_SETS:
         raise KeyError(f"Unknown reward set {reward_set!r}; choose one of {sorted(REWARD_SETS)}.")
     if reward_set.startswith("cosine") and tokenizer is None:
         raise ValueError(f"Reward set {reward_set!r} counts reasoning tokens: pass the tokenizer.")
     return list(REWARD_SETS[reward_set](tokenizer))
+
+
+def split_rewards(rewards) -> tuple[list, list[float]]:
+    """``(functions, weights)`` from ``(function, weight)`` pairs; a bare function has TRL's default weight 1.0."""
+    pairs = [r if isinstance(r, tuple) else (r, 1.0) for r in rewards]
+    return [f for f, _ in pairs], [float(w) for _, w in pairs]

@@ -1,0 +1,92 @@
+"""The notebook runtime: detect Colab / Kaggle / local, install what is missing, import Unsloth before transformers.
+
+Imports nothing heavy at module level: it runs before the packages it installs.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+from utils import REPO_ROOT
+
+REQUIRED = ["torch", "transformers", "trl", "peft", "datasets", "pandas", "matplotlib", "seaborn"]
+# Unsloth 2026.10 supports torch < 2.15, and the xformers it pulls needs torch >= 2.10. Outside that range pip would
+# replace the runtime's torch (gigabytes) and break its torchvision.
+TORCH_RANGE = ((2, 10), (2, 15))
+
+
+def runtime() -> str:
+    if "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ:
+        return "colab"
+    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+        return "kaggle"
+    return "local"
+
+
+def _has_gpu() -> bool:
+    try:
+        return subprocess.run(["nvidia-smi"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def installed_torch_version() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_torch_for_unsloth(version: str | None) -> None:
+    """Stop before installing when the runtime's torch is outside the range Unsloth and its xformers accept."""
+    if version is None:
+        return
+    major_minor = tuple(int(part) for part in version.split("+")[0].split(".")[:2])
+    low, high = TORCH_RANGE
+    if not low <= major_minor < high:
+        raise RuntimeError(
+            f"This runtime has torch {version}, but Unsloth needs torch >= {low[0]}.{low[1]} and < "
+            f"{high[0]}.{high[1]}; "
+            "installing it here would replace torch (several GB) and break torchvision. Fix: restart on a runtime "
+            f"whose torch is in that range, or first run `pip install 'torch>={low[0]}.{low[1]},<{high[0]}.{high[1]}' "
+            "torchvision` and restart the session."
+        )
+
+
+def prepare_runtime(smoke: bool = False) -> str:
+    """Install requirements.txt on Colab/Kaggle GPU runtimes (once), say what is missing elsewhere, and import
+    Unsloth first on CUDA so it can patch transformers and TRL. Returns the runtime's name."""
+    where = runtime()
+    missing = [p for p in REQUIRED if importlib.util.find_spec(p) is None]
+    if where in ("colab", "kaggle") and _has_gpu() and (missing or importlib.util.find_spec("unsloth") is None):
+        check_torch_for_unsloth(installed_torch_version())
+        print(f"{where}: installing requirements.txt (a few minutes, once per session)...")
+        command = [sys.executable, "-m", "pip", "install", "-q", "-r", str(REPO_ROOT / "requirements.txt")]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"pip install -r requirements.txt failed:\n{result.stderr[-3000:]}")
+        missing = [p for p in REQUIRED if importlib.util.find_spec(p) is None]
+    if missing:
+        hint = "pip install -r tests/requirements.txt  # CPU" if smoke else "pip install -r requirements.txt  # GPU"
+        raise ModuleNotFoundError(f"Missing packages: {', '.join(missing)}. Install them with:\n    {hint}")
+    import_unsloth_first()
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    print(f"runtime: {where}, {gpu}, torch {torch.__version__}")
+    return where
+
+
+def import_unsloth_first() -> bool:
+    """Import Unsloth where it can run (CUDA), before transformers and TRL, so its patches apply. Returns whether it
+    was imported."""
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None:
+        import unsloth  # noqa: F401  (must come before transformers / trl)
+
+        return True
+    return False
