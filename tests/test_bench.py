@@ -4,9 +4,8 @@ import pytest
 
 from utils.bench import markdown_table, project_epoch, run_benchmark
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_benchmark_measures_both_configurations_in_one_run(tmp_path):
     report = run_benchmark(steps=2, lengths=[8], experiments=["exp2_oneshot"], out_dir=tmp_path)
     saved = json.loads((tmp_path / "bench.json").read_text())
@@ -28,3 +27,22 @@ def test_epoch_projection_arithmetic():
     projection = project_epoch(results, "NVIDIA H100 80GB HBM3")
     assert projection["measured_gpu_hours"] == pytest.approx(3.6 * 1866 / 3600, abs=0.01)
     assert projection["t4_hours_estimate"] == pytest.approx(3.6 * 1866 / 3600 * 3350 / 320, abs=0.02)
+
+
+def test_memory_estimates_grow_with_the_model_and_shrink_with_sharding():
+    from utils.bench import memory_estimates
+
+    rows = memory_estimates(gpus=4)
+    lora = [r["LoRA r64, one GPU"] for r in rows]
+    full = [r["full fine-tuning, one GPU"] for r in rows]
+    assert lora == sorted(lora) and full == sorted(full) and all(a < b for a, b in zip(lora, full))
+    assert all(r["full, ZeRO-3 x4"] < r["full, ZeRO-2 x4"] < r["full fine-tuning, one GPU"] for r in rows)
+
+
+def test_evaluation_time_estimate_arithmetic():
+    from utils.evaluate import ASSUMED_T4_SECONDS_PER_DECODE_STEP, evaluation_minutes_estimate
+    from utils.experiments import make_config
+
+    estimate = evaluation_minutes_estimate(make_config("exp2_oneshot", ood_eval_limit=0))
+    assert estimate["questions"] == {"gsm8k": 1319} and estimate["batches"] == 21  # ceil(1319 / 64)
+    assert estimate["minutes"] == pytest.approx(21 * 786 * ASSUMED_T4_SECONDS_PER_DECODE_STEP / 60)

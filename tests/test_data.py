@@ -25,11 +25,13 @@ def test_build_dataset_adds_chat_prompt(tokenizer):
     )
 
 
+@pytest.mark.bad_input
 def test_missing_folder_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="DATA_DIR .*nowhere/train.jsonl does not exist.*set it to None"):
         load_gsm8k("train", tmp_path / "nowhere")
 
 
+@pytest.mark.bad_input
 def test_malformed_file_names_file_and_line(tmp_path):
     good = json.dumps({"question": "q", "answer": "a\n#### 1"})
     (tmp_path / "train.jsonl").write_text(good + "\n" + good + "\n{not json\n")
@@ -40,6 +42,7 @@ def test_malformed_file_names_file_and_line(tmp_path):
         load_gsm8k("test", tmp_path)
 
 
+@pytest.mark.bad_input
 def test_solution_without_final_answer_is_reported(tmp_path):
     good = json.dumps({"question": "q", "answer": "a\n#### 1"})
     (tmp_path / "test.jsonl").write_text(good + "\n\n" + json.dumps({"question": "q", "answer": "no marker"}) + "\n")
@@ -47,11 +50,13 @@ def test_solution_without_final_answer_is_reported(tmp_path):
         load_gsm8k("test", tmp_path)
 
 
+@pytest.mark.bad_input
 def test_unknown_split():
     with pytest.raises(ValueError, match="Unknown split"):
         load_gsm8k("validation", SAMPLE_DATA_DIR)
 
 
+@pytest.mark.fault
 def test_hub_failure_falls_back_to_a_local_copy(monkeypatch, capsys):
     import utils.data as data
 

@@ -11,11 +11,13 @@ from utils.experiments import make_config
 from utils.model import load_model
 
 
+@pytest.mark.bad_input
 def test_unknown_experiment():
     with pytest.raises(KeyError, match="Unknown experiment 'exp9'.*exp1_no_oneshot"):
         make_config("exp9")
 
 
+@pytest.mark.bad_input
 def test_unknown_config_field():
     with pytest.raises(TypeError, match="Unknown config fields \\['learning_rat'\\]"):
         make_config("exp2_oneshot", learning_rat=1e-5)
@@ -45,18 +47,21 @@ BAD_SETTINGS = [
 ]
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("overrides, message", BAD_SETTINGS)
 def test_impossible_settings(overrides, message):
     with pytest.raises(ValueError, match=message):
         make_config("exp2_oneshot", **overrides)
 
 
+@pytest.mark.bad_input
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ValueError) as error:
         make_config("exp2_oneshot", max_steps=-3, eval_limit=-5)
     assert "max_steps=-3" in str(error.value) and "eval_limit=-5" in str(error.value)
 
 
+@pytest.mark.bad_input
 def test_missing_data_folder_is_named_when_the_config_is_made(tmp_path):
     with pytest.raises(FileNotFoundError, match="DATA_DIR .*nowhere/train.jsonl does not exist"):
         make_config("exp2_oneshot", data_dir=str(tmp_path / "nowhere"))
@@ -79,18 +84,21 @@ def corrupt_copy(tmp_path, split, line_number, text):
         ("train", 40, json.dumps({"question": "q", "answer": "no final line"}), r"train.jsonl, line 40: the solution"),
     ],
 )
+@pytest.mark.bad_input
 def test_bad_data_lines_are_found_when_the_config_is_made(tmp_path, split, line, text, message):
     """Every line of the files a run will read is checked before any model loads, and the message is whole."""
     with pytest.raises(ValueError, match=message):
         make_config("exp2_oneshot", data_dir=str(corrupt_copy(tmp_path, split, line, text)))
 
 
+@pytest.mark.bad_input
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
 def test_real_model_without_gpu_says_what_to_do():
     with pytest.raises(RuntimeError, match="needs a CUDA GPU.*T4.*SMOKE=True"):
         load_model(make_config("exp2_oneshot"))
 
 
+@pytest.mark.bad_input
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
 def test_pipeline_without_gpu_says_what_to_do():
     from utils.pipeline import main

@@ -98,15 +98,15 @@ def test_vllm_context_fits_the_longest_eval_prompt_and_every_new_token(monkeypat
 
 
 def test_longest_eval_prompt_constant_covers_the_bundled_test_sets(tokenizer):
-    from utils.data import prompt_token_count
+    from utils.data import OOD_SETS, eval_set, prompt_token_count
     from utils.model import LONGEST_EVAL_PROMPT_TOKENS
     from utils.prompts import build_prompt
     from utils.runs import read_jsonl
 
-    shared = REPO_ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"
-    if not shared.is_file():
-        pytest.skip("the full GSM8K test split is not beside the repo")
-    longest = max(prompt_token_count(tokenizer, build_prompt(row["question"], True)) for row in read_jsonl(shared))
+    questions = [q for name in OOD_SETS for q in eval_set(name).load(None)["question"]]
+    shared = REPO_ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"  # the full GSM8K test split, where present
+    questions += [row["question"] for row in read_jsonl(shared)] if shared.is_file() else []
+    longest = max(prompt_token_count(tokenizer, build_prompt(question, True)) for question in questions)
     assert longest <= LONGEST_EVAL_PROMPT_TOKENS
 
 

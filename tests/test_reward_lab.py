@@ -54,6 +54,7 @@ def noisy(completions, **kwargs):
         (noisy, r"'noisy' gave different values .* deterministic"),
     ],
 )
+@pytest.mark.bad_input
 def test_lab_catches_broken_rewards_with_a_clear_message(func, message):
     with pytest.raises(RewardCheckError, match=message):
         check_reward_funcs([R.xmlcount_reward_func, func])
@@ -72,6 +73,7 @@ def returns_pairs(completions, **kwargs):
     return [[1.0, 2.0] for _ in completions]
 
 
+@pytest.mark.bad_input
 def test_lab_accepts_what_grpo_trainer_accepts():
     """TRL turns None into NaN and the rest into a float tensor: numpy numbers are fine, lists are not."""
     check_reward_funcs([numpy_rewards])

@@ -84,6 +84,7 @@ class Disconnect(Exception):
     pass
 
 
+@pytest.mark.fault
 def test_rerun_after_interruption_resumes_from_last_checkpoint(tmp_path):
     cfg = tiny_config(tmp_path, max_steps=4, save_steps=2, probe_every=0)
     model, tokenizer, backend = load_model(cfg)
@@ -107,6 +108,7 @@ def test_rerun_after_interruption_resumes_from_last_checkpoint(tmp_path):
     assert state["global_step"] == 4
 
 
+@pytest.mark.fault
 def test_a_half_written_checkpoint_is_skipped_and_no_row_is_lost(tmp_path, capsys):
     """The session died while saving checkpoint-4: resume from checkpoint-2, log each step exactly once."""
     cfg = tiny_config(tmp_path, max_steps=4, save_steps=2, probe_every=2)
@@ -127,6 +129,7 @@ def test_a_half_written_checkpoint_is_skipped_and_no_row_is_lost(tmp_path, capsy
     assert (newest / "optimizer.pt").is_file()  # saved again, whole
 
 
+@pytest.mark.fault
 def test_a_run_trained_differently_is_never_resumed(tmp_path):
     cfg = tiny_config(tmp_path, max_steps=1, probe_every=0)
     model, tokenizer, backend = load_model(cfg)
@@ -148,6 +151,7 @@ def test_a_run_trained_differently_is_never_resumed(tmp_path):
         train(cfg, model, tokenizer, rewards + [low_token_share], backend)
 
 
+@pytest.mark.fault
 def test_non_finite_rewards_stop_training_and_keep_the_last_good_checkpoint(tmp_path):
     cfg = tiny_config(tmp_path, max_steps=4, save_steps=1, probe_every=0)
     model, tokenizer, backend = load_model(cfg)
@@ -171,6 +175,7 @@ def test_non_finite_rewards_stop_training_and_keep_the_last_good_checkpoint(tmp_
         train(fresh, model, tokenizer, build_rewards(cfg.reward_set, tokenizer) + [always_nan], backend)
 
 
+@pytest.mark.fault
 def test_out_of_memory_names_the_settings_to_lower(tmp_path, monkeypatch):
     from trl import GRPOTrainer
 

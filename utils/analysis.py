@@ -366,7 +366,7 @@ def compare_evals(eval_a, eval_b, grader: str = "numeric") -> dict:
 
 
 def eval_table(runs_root="runs") -> pd.DataFrame:
-    """Every evaluation summary under ``runs_root``: accuracy under both graders with 95% intervals and n."""
+    """Every GSM8K test summary under ``runs_root``: accuracy under both graders with 95% intervals and n."""
     rows = []
     for path in sorted(Path(runs_root).glob(f"*/{run_files.EVAL_SUMMARY}")):
         s = run_files.read_json(path)
@@ -379,6 +379,88 @@ def eval_table(runs_root="runs") -> pd.DataFrame:
         )
         rows.append(row)
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+def baseline_comparison(run_dir, baseline_dir, grader: str = "numeric") -> pd.DataFrame:
+    """Per evaluation set: the trained run's accuracy and the untrained baseline's on the same questions, with 95%
+    Wilson intervals, n, the change, and McNemar's exact test on the paired verdicts."""
+    from utils.data import EVAL_SETS
+    from utils.stats import wilson_interval
+
+    rows = []
+    for name in EVAL_SETS:
+        records, _ = run_files.eval_files(name)
+        if not (Path(run_dir) / records).is_file() or not (Path(baseline_dir) / records).is_file():
+            continue
+        trained = read_eval(Path(run_dir) / records).set_index("index")
+        baseline = read_eval(Path(baseline_dir) / records).set_index("index")
+        common = trained.index.intersection(baseline.index)
+        a, b = trained.loc[common, f"correct_{grader}"], baseline.loc[common, f"correct_{grader}"]
+        test = mcnemar_exact(a, b)
+        rows.append(
+            {
+                "eval set": name,
+                "n": len(common),
+                "accuracy": a.mean(),
+                "ci95": wilson_interval(int(a.sum()), len(a)),
+                "baseline": b.mean(),
+                "baseline_ci95": wilson_interval(int(b.sum()), len(b)),
+                "change": a.mean() - b.mean(),
+                "mcnemar_p": test["p_value"],
+                "grader": grader,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def eval_sets_table(runs_root="runs", grader: str = "numeric") -> pd.DataFrame:
+    """Every experiment run under ``runs_root`` x every evaluation set, against its untrained baseline."""
+    root = Path(runs_root)
+    frames = []
+    for config in sorted(root.glob(f"exp*/{run_files.CONFIG}")):
+        one_shot = run_files.read_json(config)["one_shot"]
+        baseline = root / f"baseline_{'one_shot' if one_shot else 'system_prompt'}"
+        table = baseline_comparison(config.parent, baseline, grader)
+        if len(table):
+            frames.append(table.assign(experiment=config.parent.name))
+    if not frames:
+        return pd.DataFrame()
+    table = pd.concat(frames, ignore_index=True)
+    return table[["experiment", *[c for c in table.columns if c != "experiment"]]]
+
+
+def plot_eval_sets(table: pd.DataFrame, ax=None):
+    """Accuracy per evaluation set and experiment with 95% intervals; the untrained baseline as a black tick."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 4.5))
+    sets, experiments = list(dict.fromkeys(table["eval set"])), list(dict.fromkeys(table["experiment"]))
+    width = 0.8 / len(experiments)
+    for i, experiment in enumerate(experiments):
+        rows = table[table["experiment"] == experiment].set_index("eval set").reindex(sets)
+        x = np.arange(len(sets)) + (i - (len(experiments) - 1) / 2) * width
+        low = rows["accuracy"] - rows["ci95"].map(lambda ci: ci[0])
+        high = rows["ci95"].map(lambda ci: ci[1]) - rows["accuracy"]
+        ax.bar(x, rows["accuracy"], width, yerr=[low, high], capsize=3, label=experiment, color=f"C{i}")
+        ax.scatter(
+            x,
+            rows["baseline"],
+            marker="_",
+            s=300,
+            color="black",
+            zorder=3,
+            label="untrained baseline" if i == 0 else None,
+        )
+    n = table.groupby("eval set")["n"].max().reindex(sets)
+    ax.set_xticks(np.arange(len(sets)), [f"{s}\n(n={n[s]})" for s in sets])
+    ax.set(
+        ylabel=f"accuracy ({table['grader'].iloc[0]} grader)",
+        ylim=(0, 1),
+        title="Held-out accuracy by evaluation set, 95% Wilson intervals",
+    )
+    ax.legend(fontsize=8)
+    return ax
 
 
 METRIC_LABELS = {
@@ -472,28 +554,45 @@ def save_study_charts(study: dict, kit: dict, chart_dir, window: int = 50) -> li
     return paths
 
 
-def plot_run(run_dir, window: int = 10):
-    """Training curves of one run: total reward, training-batch accuracy, completion length, held-out probe."""
+def plot_run(run_dir, window: int = 10, title: str | None = None):
+    """Training curves of one run: total reward and each reward's mean, completion length, training-batch accuracy
+    under both graders, and held-out probe accuracy."""
     import matplotlib.pyplot as plt
 
     df = load_run_logs(run_dir)
     probe = pd.DataFrame(run_files.read_rows(Path(run_dir) / run_files.PROBE))
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.4))
-    panels = [
-        ("reward", "total reward"),
-        ("accuracy", "training-batch accuracy (strict)"),
-        ("completion_length", "completion tokens"),
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
+
+    def curve(ax, column, label, colour):
+        if column in df and df[column].notna().any():
+            ax.plot(df["step"], df[column], alpha=0.25, color=colour)
+            ax.plot(df["step"], df[column].rolling(window, min_periods=1).mean(), color=colour, label=label)
+
+    curve(axes[0], "reward", "total (weighted)", "black")
+    logged = run_files.read_rows(Path(run_dir) / run_files.LOG)[:1]
+    rewards = [
+        key.removeprefix("rewards/").removesuffix("/mean")
+        for key in (logged[0] if logged else {})
+        if key.startswith("rewards/") and key.endswith("/mean") and "/batch_correct_" not in key
     ]
-    for ax, (column, label) in zip(axes, panels):
-        ax.plot(df["step"], df[column], alpha=0.3, color="tab:blue")
-        ax.plot(df["step"], df[column].rolling(window, min_periods=1).mean(), color="tab:blue")
-        ax.set(title=label, xlabel="step")
+    for i, column in enumerate(rewards):
+        curve(axes[0], column, column, f"C{i}")
+    curve(axes[1], "completion_length", "mean completion tokens", "tab:blue")
+    for i, grader in enumerate(("strict", "numeric")):
+        curve(axes[2], f"correct_frac_{grader}", f"{grader} grader", f"C{i}")
     if not probe.empty:
         axes[3].plot(probe["step"], probe["accuracy_numeric"], "o-", label="numeric grader")
         axes[3].plot(probe["step"], probe["accuracy_strict"], "s--", label="strict grader")
-        axes[3].legend(fontsize=8)
     n = int(probe["n"].iloc[0]) if not probe.empty else 0
-    axes[3].set(title=f"held-out probe accuracy (n={n})", xlabel="step", ylim=(-0.02, 1.02))
+    titles = ["reward (rolling mean)", "completion tokens", "training-batch accuracy", f"held-out probe (n={n})"]
+    for ax, panel_title in zip(axes, titles):
+        ax.set(title=panel_title, xlabel="step")
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    axes[2].set_ylim(-0.02, 1.02)
+    axes[3].set_ylim(-0.02, 1.02)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

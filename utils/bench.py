@@ -301,3 +301,27 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# Qwen2.5 instruct models: parameters (billions), the size that sets memory.
+QWEN25_PARAMETERS_B = {"0.5B": 0.49, "1.5B": 1.54, "3B": 3.09, "7B": 7.62}
+# Bytes per parameter, an estimate until measured: 16-bit weights (2), a 16-bit reference model for the KL term (2,
+# full fine-tuning only; LoRA disables its adapter instead), 16-bit gradients (2) and fp32 AdamW moments (8).
+ACTIVATIONS_GIB = 3.0  # one micro-batch: 4 completions x (256 + 786) tokens, their logits over 152k tokens, KV cache
+
+
+def memory_estimates(gpus: int = 4) -> list[dict]:
+    """Estimated peak GPU memory (GiB) per model and setting; estimates, not measurements."""
+    rows = []
+    for model, billions in QWEN25_PARAMETERS_B.items():
+        params = billions * 1e9 / 2**30  # GiB per byte-per-parameter
+        rows.append(
+            {
+                "model": f"Qwen2.5-{model}-Instruct",
+                "LoRA r64, one GPU": 2 * params * 1.02 + ACTIVATIONS_GIB,  # adapters and their Adam state: ~2% more
+                "full fine-tuning, one GPU": 14 * params + ACTIVATIONS_GIB,
+                f"full, ZeRO-2 x{gpus}": (4 + 10 / gpus) * params + ACTIVATIONS_GIB,
+                f"full, ZeRO-3 x{gpus}": 14 * params / gpus + ACTIVATIONS_GIB,
+            }
+        )
+    return rows

@@ -4,6 +4,8 @@ import functools
 import json
 import os
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset
@@ -94,6 +96,80 @@ def load_gsm8k(split: str, data_dir=None) -> Dataset:
         ) from error
 
 
+OOD_DATA_DIR = REPO_ROOT / "utils" / "assets" / "math_ood"
+OOD_FIELDS = ("input", "target")
+
+
+def _gold_string(target) -> str:
+    """A numeric target as the answer a model would write: ``51.0`` -> ``"51"``."""
+    return str(int(target)) if float(target).is_integer() else repr(float(target))
+
+
+def _ood_row_problem(row: dict) -> str | None:
+    if not isinstance(row.get("input"), str):
+        return "expected the question as a string in 'input'"
+    target = row.get("target")
+    if isinstance(target, bool) or not isinstance(target, (int, float)):
+        return f"expected the answer as a number in 'target', got {target!r}"
+    return None
+
+
+def load_ood(file_name: str) -> Dataset:
+    """A bundled out-of-distribution set as ``question`` and ``answer`` (the gold number, written as a string)."""
+    rows = read_jsonl(OOD_DATA_DIR / file_name, check=_ood_row_problem)
+    return Dataset.from_dict(
+        {"question": [r["input"] for r in rows], "answer": [_gold_string(r["target"]) for r in rows]}
+    )
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A held-out evaluation set: how to load it, its size, and which grader is its headline number."""
+
+    name: str
+    description: str
+    size: int
+    load: Callable  # data_dir -> Dataset with "question" and "answer"
+    headline_grader: str  # GSM8K: the study's strict grader is meaningful; the others: numeric golds, numeric grader
+
+
+EVAL_SETS = {
+    "gsm8k": EvalSet("gsm8k", "GSM8K test split (in distribution)", 1319, lambda d: load_gsm8k("test", d), "strict"),
+    "svamp": EvalSet(
+        "svamp",
+        "SVAMP: one-step problems with adversarial variations",
+        1000,
+        lambda d: load_ood("svamp.jsonl"),
+        "numeric",
+    ),
+    "asdiv": EvalSet(
+        "asdiv", "ASDiv: diverse elementary-school problems", 2096, lambda d: load_ood("asdiv.jsonl"), "numeric"
+    ),
+    "mawps": EvalSet(
+        "mawps", "MAWPS MultiArith: multi-step arithmetic", 600, lambda d: load_ood("mawpsmultiarith.jsonl"), "numeric"
+    ),
+}
+OOD_SETS = [name for name in EVAL_SETS if name != "gsm8k"]
+
+
+def eval_set(name: str) -> EvalSet:
+    if name not in EVAL_SETS:
+        raise KeyError(f"Unknown evaluation set {name!r}; choose one of {list(EVAL_SETS)}.")
+    return EVAL_SETS[name]
+
+
+def build_eval_dataset(name: str, one_shot: bool, data_dir=None, limit: int | None = None) -> Dataset:
+    """The first ``limit`` questions of an evaluation set (all when None) with the chat ``prompt`` column."""
+    return with_prompts(eval_set(name).load(data_dir), one_shot, limit)
+
+
+def with_prompts(dataset: Dataset, one_shot: bool, limit: int | None = None) -> Dataset:
+    """The first ``limit`` rows (all when None) with the chat ``prompt`` column the trainer and evaluation read."""
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    return dataset.add_column("prompt", [build_prompt(question, one_shot) for question in dataset["question"]])
+
+
 def prompt_token_count(tokenizer, messages: list[dict]) -> int:
     """Tokens the model sees for a chat prompt, generation prompt included."""
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -113,10 +189,7 @@ def build_dataset(
     TRL 1.x no longer truncates prompts, so with a tokenizer and ``max_prompt_tokens`` the prompts longer than that
     are dropped (and counted) rather than cut, which would remove the system prompt.
     """
-    dataset = load_gsm8k(split, data_dir)
-    if limit is not None:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    dataset = dataset.map(lambda row: {"prompt": build_prompt(row["question"], one_shot)})
+    dataset = with_prompts(load_gsm8k(split, data_dir), one_shot, limit)
     if tokenizer is not None and max_prompt_tokens:
         lengths = [prompt_token_count(tokenizer, p) for p in dataset["prompt"]]
         keep = [i for i, n in enumerate(lengths) if n <= max_prompt_tokens]

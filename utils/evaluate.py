@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from utils import runs
-from utils.data import build_dataset
+from utils.data import EVAL_SETS, build_eval_dataset, eval_set
 from utils.grading import GRADERS, SOFT_FORMAT_RE, STRICT_FORMAT_RE
 from utils.model import explain_out_of_memory
 from utils.stats import wilson_interval
@@ -114,25 +114,47 @@ def summarize(records: list[dict]) -> dict:
     return summary
 
 
-def evaluate(cfg, model, tokenizer, out_dir=None, backend=None, lora_path=None, progress=True) -> dict:
-    """Evaluate on the first ``cfg.eval_limit`` GSM8K test questions (all when None) with the experiment's prompt;
-    writes eval.jsonl and eval_summary.json to ``out_dir``."""
-    dataset = build_dataset("test", cfg.one_shot, cfg.data_dir, limit=cfg.eval_limit)
+def eval_limit(cfg, name: str) -> int | None:
+    """How many questions of a set to evaluate: ``eval_limit`` for GSM8K, ``ood_eval_limit`` for the others."""
+    return cfg.eval_limit if name == "gsm8k" else cfg.ood_eval_limit
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, processes) under torchrun / accelerate launch once the process group is up; (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def evaluate(
+    cfg, model, tokenizer, out_dir=None, backend=None, lora_path=None, progress=True, eval_set_name="gsm8k", shard=True
+) -> dict:
+    """Evaluate on an evaluation set (``utils.data.EVAL_SETS``; GSM8K's test split by default) with the experiment's
+    prompt, on its first ``eval_limit(cfg, eval_set_name)`` questions; writes the set's records and summary to
+    ``out_dir``. Under torchrun each process generates a shard and the first writes the gathered records (every
+    process must call it then; ``shard=False`` evaluates in this process alone)."""
+    name = eval_set(eval_set_name).name
+    limit = eval_limit(cfg, name)
+    dataset = build_eval_dataset(name, cfg.one_shot, cfg.data_dir, limit)
+    rank, processes = _process_group() if shard else (0, 1)
+    mine = dataset.select(range(rank, len(dataset), processes))
     started = time.time()
     with explain_out_of_memory(cfg, "evaluation", backend):
         generations = generate_completions(
             model,
             tokenizer,
-            dataset["prompt"],
+            mine["prompt"],
             cfg.eval_max_new_tokens,
             cfg.eval_batch_size,
             backend,
             lora_path,
-            progress,
+            progress and rank == 0,
         )
     records = [
         {
-            "index": i,
+            "index": rank + k * processes,
             "question": row["question"],
             "gold": row["answer"],
             "completion": text,
@@ -140,26 +162,47 @@ def evaluate(cfg, model, tokenizer, out_dir=None, backend=None, lora_path=None, 
             "truncated": hit,
             **grade(text, row["answer"]),
         }
-        for i, (row, (text, n, hit)) in enumerate(zip(dataset, generations))
+        for k, (row, (text, n, hit)) in enumerate(zip(mine, generations))
     ]
+    if processes > 1:
+        import torch.distributed as dist
+
+        shards = [None] * processes
+        dist.all_gather_object(shards, records)
+        records = sorted((r for shard_records in shards for r in shard_records), key=lambda r: r["index"])
     summary = summarize(records)
     summary.update(
-        split="test",
-        limit=cfg.eval_limit,
+        eval_set=name,
+        headline_grader=EVAL_SETS[name].headline_grader,
+        limit=limit,
         prompt="one-shot" if cfg.one_shot else "system prompt only",
         decoding="greedy",
         max_new_tokens=cfg.eval_max_new_tokens,
-        graders={name: f"{grader.__module__}.{grader.__name__}" for name, grader in GRADERS.items()},
+        graders={grader: f"{function.__module__}.{function.__name__}" for grader, function in GRADERS.items()},
         eval_version=EVAL_VERSION,
         model=cfg.model_name,
         seconds=round(time.time() - started, 1),
     )
-    if out_dir is not None:
+    if out_dir is not None and rank == 0:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        runs.write_rows(out_dir / runs.EVAL, records)
-        runs.write_json(out_dir / runs.EVAL_SUMMARY, summary)
+        records_file, summary_file = runs.eval_files(name)
+        runs.write_rows(out_dir / records_file, records)
+        runs.write_json(out_dir / summary_file, summary)
     return summary
+
+
+def evaluated_sets(cfg) -> list[str]:
+    """The sets a notebook evaluates: GSM8K's test split, and the out-of-distribution sets unless switched off."""
+    return [name for name in EVAL_SETS if eval_limit(cfg, name) != 0]
+
+
+def evaluate_all(cfg, model, tokenizer, out_dir, backend=None, lora_path=None) -> dict:
+    """Every evaluated set, GSM8K first; returns the summaries by set."""
+    return {
+        name: evaluate(cfg, model, tokenizer, out_dir, backend, lora_path, eval_set_name=name)
+        for name in evaluated_sets(cfg)
+    }
 
 
 def format_summary(summary: dict) -> str:
@@ -184,21 +227,95 @@ def baseline_dir(cfg) -> Path:
 
 
 def evaluate_baseline(cfg, model, tokenizer, backend=None) -> dict:
-    """Evaluate the untrained model with the experiment's prompt, once per prompt and model: the number training must
-    beat. Call it before training (a fresh LoRA adapter leaves the model unchanged)."""
+    """Evaluate the untrained model with the experiment's prompt on every evaluated set, once per prompt, model and
+    limit: the numbers training must beat. Call it before training (a fresh LoRA adapter leaves the model unchanged).
+    Returns the summaries by set."""
     out_dir = baseline_dir(cfg)
-    summary_path = out_dir / runs.EVAL_SUMMARY
-    if summary_path.exists():
-        summary = runs.read_json(summary_path)
-        same = (summary.get("model"), summary.get("limit"), summary.get("eval_version"))
-        if same == (cfg.model_name, cfg.eval_limit, EVAL_VERSION):
-            print(f"Baseline already evaluated in {out_dir}.")
-            return summary
-    summary = evaluate(cfg, model, tokenizer, out_dir, backend)
-    cfg.save(out_dir / runs.CONFIG)
-    return summary
+    summaries = {}
+    for name in evaluated_sets(cfg):
+        path = out_dir / runs.eval_files(name)[1]
+        saved = runs.read_json(path) if path.exists() else {}
+        if (saved.get("model"), saved.get("limit"), saved.get("eval_version")) == (
+            cfg.model_name,
+            eval_limit(cfg, name),
+            EVAL_VERSION,
+        ):
+            print(f"Baseline on {name} already evaluated in {out_dir}.")
+            summaries[name] = saved
+        else:
+            summaries[name] = evaluate(cfg, model, tokenizer, out_dir, backend, eval_set_name=name)
+    if _process_group()[0] == 0:
+        cfg.save(out_dir / runs.CONFIG)
+    return summaries
+
+
+def summaries_table(summaries: dict):
+    """Evaluation summaries by set as a table: the headline grader's accuracy with its 95% interval and n, both
+    graders' accuracies, format compliance, lengths and truncation."""
+    import pandas as pd
+
+    rows = {}
+    for name, s in summaries.items():
+        headline = s["headline_grader"]
+        low, high = s[f"accuracy_{headline}_ci95"]
+        rows[name] = {
+            "n": s["n"],
+            "headline grader": headline,
+            "accuracy": round(s[f"accuracy_{headline}"], 3),
+            "95% CI": f"[{low:.3f}, {high:.3f}]",
+            **{g: round(s[f"accuracy_{g}"], 3) for g in GRADERS},
+            "format_strict": round(s["format_strict"], 3),
+            "mean_tokens": round(s["mean_completion_tokens"], 1),
+            "truncated": round(s["truncated_share"], 3),
+        }
+    return pd.DataFrame(rows).T.rename_axis("eval set")
 
 
 def probe_config(cfg):
     """The config the held-out probe evaluates with: the first ``probe_size`` test questions."""
     return dataclasses.replace(cfg, eval_limit=cfg.probe_size)
+
+
+def ask(cfg, model, tokenizer, question: str, rewards=(), gold: str | None = None, backend=None, lora_path=None):
+    """Ask the model any question with the experiment's prompt (greedy): prints its reasoning and answer and returns
+    what each reward gives the completion (scored against ``gold`` when given)."""
+    from utils.grading import extract_xml_answer
+    from utils.prompts import build_prompt
+    from utils.reward_lab import reward_table
+
+    prompt = build_prompt(question, cfg.one_shot)
+    [(text, tokens, truncated)] = generate_completions(
+        model, tokenizer, [prompt], cfg.eval_max_new_tokens, 1, backend, lora_path, progress=False
+    )
+    reasoning = text.split("<answer>")[0].replace("<reasoning>", "").replace("</reasoning>", "").strip()
+    print(f"reasoning ({tokens} tokens{', cut at the limit' if truncated else ''}):\n{reasoning}\n")
+    print(f"answer: {extract_xml_answer(text)!r}" + (f"   gold: {gold!r}" if gold is not None else ""))
+    item = {
+        "label": "your question",
+        "question": question,
+        "answer": "" if gold is None else str(gold),
+        "completion": text,
+    }
+    return reward_table(list(rewards), [item], one_shot=cfg.one_shot) if rewards else None
+
+
+# An assumption, not a measurement (no GPU has run this kit's evaluation yet): transformers' generate on a free T4
+# decodes one token for a batch of 64 prompts of the 0.5B model in about 25 ms (its ~1 GB of 16-bit weights read at
+# 320 GB/s take 3 ms; the rest is per-step overhead). Each batch is taken to run to the token limit.
+ASSUMED_T4_SECONDS_PER_DECODE_STEP = 0.025
+
+
+def evaluation_minutes_estimate(cfg) -> dict:
+    """Estimated minutes to evaluate one model on every evaluated set on a T4, with the arithmetic."""
+    questions = {
+        name: min(eval_limit(cfg, name) or EVAL_SETS[name].size, EVAL_SETS[name].size) for name in evaluated_sets(cfg)
+    }
+    batches = sum(-(-n // cfg.eval_batch_size) for n in questions.values())
+    minutes = batches * cfg.eval_max_new_tokens * ASSUMED_T4_SECONDS_PER_DECODE_STEP / 60
+    return {
+        "questions": questions,
+        "batches": batches,
+        "minutes": minutes,
+        "arithmetic": f"{batches} batches of {cfg.eval_batch_size} x {cfg.eval_max_new_tokens} decoding steps x "
+        f"{ASSUMED_T4_SECONDS_PER_DECODE_STEP * 1000:.0f} ms = {minutes:.0f} min",
+    }

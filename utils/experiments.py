@@ -67,9 +67,15 @@ class ExperimentConfig:
     # Recompute activations in the backward pass (Unsloth's offloaded variant on the Unsloth path): less memory,
     # about 20% slower. The study did not; a 0.5B model at 786 tokens fits a T4 without it.
     gradient_checkpointing: bool = False
+    report_to: str = "none"  # or "tensorboard", "wandb", "trackio": where TRL also sends its logs
+    trl_args: dict = field(
+        default_factory=dict
+    )  # any other GRPOConfig argument, passed as given (e.g. {"epsilon": 0.3})
+    live_every: int = 25  # redraw the training curves in the notebook every this many steps (0: off)
 
     # evaluation
     eval_limit: int | None = None  # None: all 1,319 test questions
+    ood_eval_limit: int | None = 300  # per out-of-distribution set (SVAMP, ASDiv, MAWPS); None: all, 0: skip them
     eval_batch_size: int = 64
     eval_max_new_tokens: int = 786
     probe_size: int = 50  # fixed test questions scored during training ...
@@ -118,10 +124,11 @@ class ExperimentConfig:
             "save_steps",
         ):
             at_least(name, 1)
-        for name in ("lora_rank", "min_completion_length", "probe_size", "probe_every"):
+        for name in ("lora_rank", "min_completion_length", "probe_size", "probe_every", "live_every"):
             at_least(name, 0)
         at_least("train_limit", 1, allow_none=True)
         at_least("eval_limit", 1, allow_none=True)
+        at_least("ood_eval_limit", 0, allow_none=True)
         if self.max_steps != -1 and (
             isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1
         ):
@@ -140,6 +147,11 @@ class ExperimentConfig:
             problems.append(f"learning_rate={self.learning_rate!r}: use a positive number")
         if not self.temperature > 0:
             problems.append(f"temperature={self.temperature!r}: use a positive number")
+        unknown = sorted(set(self.trl_args) - grpo_config_fields()) if self.trl_args else []
+        if unknown:
+            problems.append(
+                f"trl_args {unknown}: not GRPOConfig arguments; valid ones: {', '.join(sorted(grpo_config_fields()))}"
+            )
         return problems
 
     def validate(self) -> None:
@@ -149,6 +161,13 @@ class ExperimentConfig:
             raise ValueError(f"Invalid config for {self.name!r}:\n- " + "\n- ".join(problems))
         if self.data_dir is not None:
             check_data_dir(self.data_dir)
+
+
+def grpo_config_fields() -> set[str]:
+    """The arguments TRL's GRPOConfig takes."""
+    from trl import GRPOConfig
+
+    return {f.name for f in dataclasses.fields(GRPOConfig) if f.init}
 
 
 EXPERIMENTS = {
@@ -176,6 +195,7 @@ SMOKE_OVERRIDES = dict(
     max_steps=4,
     save_steps=2,
     eval_limit=8,
+    ood_eval_limit=4,
     eval_batch_size=8,
     eval_max_new_tokens=24,
     probe_size=4,
@@ -204,8 +224,11 @@ def config_table(cfg: ExperimentConfig):
     """The resolved config as a table, one row per field, marking what differs from the experiment's defaults."""
     import pandas as pd
 
-    defaults = ExperimentConfig(name=cfg.name, **EXPERIMENTS.get(cfg.name, dict(one_shot=cfg.one_shot,
-                                                                                 reward_set=cfg.reward_set)))
-    rows = {name: {"value": repr(value), "changed": "yes" if getattr(defaults, name) != value else ""}
-            for name, value in cfg.to_dict().items()}
+    defaults = ExperimentConfig(
+        name=cfg.name, **EXPERIMENTS.get(cfg.name, dict(one_shot=cfg.one_shot, reward_set=cfg.reward_set))
+    )
+    rows = {
+        name: {"value": repr(value), "changed": "yes" if getattr(defaults, name) != value else ""}
+        for name, value in cfg.to_dict().items()
+    }
     return pd.DataFrame(rows).T.rename_axis(cfg.name)

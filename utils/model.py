@@ -9,6 +9,7 @@ Model names:
 import contextlib
 import dataclasses
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class Backend:
     lora_rank: int = 0
     trainable_parameters: int = 0
     attention: str | None = None
+    processes: int = 1  # torchrun / accelerate launch processes, each with a copy of the model (DDP)
 
     @property
     def unsloth(self) -> bool:
@@ -179,7 +181,11 @@ def load_model(cfg):
             "> T4 GPU. On Kaggle: Settings > Accelerator > GPU. For a quick CPU check use SMOKE=True (tiny "
             "random model)."
         )
-    use_unsloth = cfg.use_unsloth and unsloth_available() and cfg.model_name not in RANDOM_MODELS
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1 and torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process
+    # Unsloth trains on one GPU only: several processes use transformers + PEFT under DDP.
+    use_unsloth = cfg.use_unsloth and unsloth_available() and cfg.model_name not in RANDOM_MODELS and processes == 1
     if use_unsloth:
         model, tokenizer = _load_unsloth(cfg)
         name, compute_dtype = "unsloth", loaded_dtype(model)
@@ -187,8 +193,10 @@ def load_model(cfg):
         compute_dtype = pick_dtype(cfg.precision)  # full fine-tuning in fp16 keeps fp32 weights under fp16 autocast
         model, tokenizer = _load_transformers(cfg, compute_dtype)
         name = "transformers+peft" if cfg.lora_rank > 0 else "transformers (full fine-tuning)"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    # Qwen's tokenizer has no BOS token but its config names one: align them as the trainer would, minus its warning.
+    model.config.bos_token_id = tokenizer.bos_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.bos_token_id = tokenizer.bos_token_id
     backend = Backend(
         name=name,
         model_name=cfg.model_name,
@@ -198,6 +206,7 @@ def load_model(cfg):
         lora_rank=cfg.lora_rank,
         trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         attention=getattr(model.config, "_attn_implementation", None),
+        processes=processes,
     )
     print("Backend:", ", ".join(f"{k}={v}" for k, v in backend.to_dict().items()))
     return model, tokenizer, backend
@@ -228,3 +237,25 @@ def explain_out_of_memory(cfg, during: str, backend=None):
             f"OVERRIDES (or make_config), restart the runtime to free the GPU, and run again; training resumes from "
             f"its last checkpoint. ({error})"
         ) from error
+
+
+def save_merged_model(model, tokenizer, backend: Backend, out_dir, push_to_hub: str | None = None, token=None) -> Path:
+    """The LoRA merged into the base weights as a 16-bit model in ``out_dir`` (loads with ``from_pretrained``), and
+    pushed to ``push_to_hub`` (a repo id) when given. Unsloth's own merge on the Unsloth path, PEFT's elsewhere; the
+    model in memory keeps its adapter."""
+    import copy
+
+    out_dir = Path(out_dir)
+    if backend.unsloth:
+        model.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")
+        if push_to_hub:
+            model.push_to_hub_merged(push_to_hub, tokenizer, save_method="merged_16bit", token=token)
+        return out_dir
+    merged = copy.deepcopy(model).merge_and_unload() if backend.lora_rank else copy.deepcopy(model)
+    merged = merged.to(torch.bfloat16 if backend.dtype == "bfloat16" else torch.float16)
+    merged.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    if push_to_hub:
+        merged.push_to_hub(push_to_hub, token=token)
+        tokenizer.push_to_hub(push_to_hub, token=token)
+    return out_dir

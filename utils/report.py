@@ -6,7 +6,11 @@ python -m utils.report --check  # exit 1 if the README block or study_comparison
 
 import argparse
 import json
+import re
+import subprocess
 import sys
+
+import pandas as pd
 
 from utils import REPO_ROOT
 from utils.analysis import (
@@ -19,11 +23,12 @@ from utils.analysis import (
     window_table,
     written_reading,
 )
+from utils.bench import memory_estimates
+from utils.evaluate import evaluation_minutes_estimate
 
 README = REPO_ROOT / "README.md"
 CHART_DIR = REPO_ROOT / "chart"
 COMPARISON = CHART_DIR / "study_comparison.json"
-START, END = "<!-- results:start (python -m utils.report) -->", "<!-- results:end -->"
 WINDOW = 50
 
 
@@ -85,22 +90,83 @@ def results_markdown(comparison: dict, evals) -> str:
     return "\n".join(lines)
 
 
-def readme_with(block: str) -> str:
+def readme_with(text: str, name: str, block: str) -> str:
+    """``text`` with the README block ``name`` replaced by ``block``."""
+    start, end = f"<!-- {name}:start (python -m utils.report) -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"README.md lacks the markers {start!r} ... {end!r}.")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + block + "\n" + end + rest.split(end, 1)[1]
+
+
+def count_tests(marker: str) -> int:
+    """How many tests carry a marker: the README's reliability numbers come from the suite CI runs."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", marker],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    counted = re.search(r"(\d+)/\d+ tests? collected", done.stdout)
+    if not counted:
+        raise RuntimeError(f"Could not count the tests marked {marker}:\n{done.stdout[-2000:]}")
+    return int(counted.group(1))
+
+
+def reliability_markdown() -> str:
+    return (
+        f"{count_tests('bad_input')} bad inputs (impossible settings, missing or corrupt data lines, unknown "
+        "experiments, config fields, TRL arguments and evaluation sets, broken reward functions) each get a message "
+        "that names the parameter or file and line and says what to do, before any model loads. "
+        f"{count_tests('fault')} injected faults (a disconnect mid-step, a checkpoint half written when the session "
+        "died, rewards or config changed between sessions, NaN and infinite rewards, CUDA out of memory, a failing "
+        "notebook, a reward that raises, an unreachable hub, two processes resuming) each end with every log row "
+        "exactly once and training resumed from the last complete checkpoint, or with a message that says what "
+        "happened and keeps the last good checkpoint. They are tests in the CI suite: `pytest -m bad_input`, "
+        "`pytest -m fault`."
+    )
+
+
+def eval_time_markdown() -> str:
+    from utils.evaluate import ASSUMED_T4_SECONDS_PER_DECODE_STEP
+    from utils.experiments import make_config
+
+    estimate = evaluation_minutes_estimate(make_config("exp2_oneshot"))
+    sets = ", ".join(f"{name} {n:,}" for name, n in estimate["questions"].items())
+    return (
+        f"**Estimate, not a measurement** (no GPU has timed it yet): evaluating one model on {sets} questions takes "
+        f"about {estimate['minutes']:.0f} minutes on a T4 ({estimate['arithmetic']}, assuming "
+        f"{ASSUMED_T4_SECONDS_PER_DECODE_STEP * 1000:.0f} ms per decoding step of a 64-prompt batch and every batch "
+        f"running to the limit); a notebook evaluates the untrained and the trained model, about "
+        f"{2 * estimate['minutes']:.0f} minutes beside training."
+    )
+
+
+def memory_markdown() -> str:
+    table = pd.DataFrame(memory_estimates()).set_index("model").round(1)
+    return (
+        "**Estimates in GiB, not measurements** (`utils.bench.memory_estimates`: bytes per parameter for weights, "
+        "reference model, gradients and AdamW state, plus about 3 GiB for a micro-batch of 4 completions):\n\n"
+        + table.to_markdown()
+    )
+
+
+def updated_readme(comparison: dict) -> str:
     text = README.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"README.md lacks the markers {START!r} ... {END!r}.")
-    head, rest = text.split(START, 1)
-    return head + START + "\n" + block + "\n" + END + rest.split(END, 1)[1]
+    text = readme_with(text, "results", results_markdown(comparison, eval_table(REPO_ROOT / "runs")))
+    text = readme_with(text, "reliability", reliability_markdown())
+    text = readme_with(text, "eval-time", eval_time_markdown())
+    return readme_with(text, "memory", memory_markdown())
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only check that the README block is current")
+    parser.add_argument("--check", action="store_true", help="only check that the README blocks are current")
     args = parser.parse_args(argv)
     study = load_study_runs()
     comparison = study_comparison(study)
     comparison_text = json.dumps(comparison, indent=2) + "\n"
-    updated = readme_with(results_markdown(comparison, eval_table(REPO_ROOT / "runs")))
+    updated = updated_readme(comparison)
     if args.check:
         current = README.read_text() == updated and COMPARISON.is_file() and COMPARISON.read_text() == comparison_text
         print("README results are current." if current else "README results are stale: run python -m utils.report")

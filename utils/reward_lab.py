@@ -32,21 +32,23 @@ NATALIA = (
 JANET_STEPS = "Janet sells 16 - 3 - 4 = 9 duck eggs a day.\nShe makes 9 * 2 = $18 every day at the farmer’s market."
 
 
-def _xml(reasoning: str, answer: str) -> str:
-    return XML_COT_FORMAT.format(reasoning=reasoning, answer=answer)
-
-
 # (label, question, gold, completion): the cases that matter when judging a reward.
 CANNED = [
-    ("perfect format, correct", JANET, "18", _xml(JANET_STEPS, "18")),
-    ("perfect format, wrong", JANET, "18", _xml("Janet sells 16 - 3 = 13 eggs.\nShe makes 13 * 2 = $26.", "26")),
+    ("perfect format, correct", JANET, "18", XML_COT_FORMAT.format(reasoning=JANET_STEPS, answer="18")),
+    (
+        "perfect format, wrong",
+        JANET,
+        "18",
+        XML_COT_FORMAT.format(reasoning="Janet sells 16 - 3 = 13 eggs.\nShe makes 13 * 2 = $26.", answer="26"),
+    ),
     ("correct, loose format", JANET, "18", f"<reasoning>{JANET_STEPS}</reasoning> <answer>18</answer>"),
     ("correct, no tags", JANET, "18", JANET_STEPS + "\nThe answer is 18."),
     (
         "correct, trailing text",
         JANET,
         "18",
-        _xml(JANET_STEPS, "18") + "I hope this helps! Let me know if you have more questions.",
+        XML_COT_FORMAT.format(reasoning=JANET_STEPS, answer="18")
+        + "I hope this helps! Let me know if you have more questions.",
     ),
     (
         "truncated mid-reasoning",
@@ -54,15 +56,17 @@ CANNED = [
         "18",
         "<reasoning>\nJanet sells 16 - 3 - 4 = 9 duck eggs a day.\nShe makes 9 * 2",
     ),
-    ("correct, very short reasoning", NATALIA, "72", _xml("48 + 24 = 72", "72")),
+    ("correct, very short reasoning", NATALIA, "72", XML_COT_FORMAT.format(reasoning="48 + 24 = 72", answer="72")),
     (
         "correct, very long reasoning",
         NATALIA,
         "72",
-        _xml(" ".join(["In April she sold 48 clips, and in May half of 48, which is 24."] * 40), "72"),
+        XML_COT_FORMAT.format(
+            reasoning=" ".join(["In April she sold 48 clips, and in May half of 48, which is 24."] * 40), answer="72"
+        ),
     ),
-    ("answer written $18", JANET, "18", _xml(JANET_STEPS, "$18")),
-    ("answer written 18.00", JANET, "18", _xml(JANET_STEPS, "18.00")),
+    ("answer written $18", JANET, "18", XML_COT_FORMAT.format(reasoning=JANET_STEPS, answer="$18")),
+    ("answer written 18.00", JANET, "18", XML_COT_FORMAT.format(reasoning=JANET_STEPS, answer="18.00")),
     ("empty", JANET, "18", ""),
 ]
 # Inputs that must never break a reward, each checked alone.
@@ -262,7 +266,7 @@ def run_completions(run_dir, n: int = 8) -> list[dict]:
 
 
 def _completion_with_reasoning_tokens(n_tokens: int, answer: str) -> str:
-    return _xml(" step" * n_tokens, answer)  # " step" is one Qwen2.5 token
+    return XML_COT_FORMAT.format(reasoning=" step" * n_tokens, answer=answer)  # " step" is one Qwen2.5 token
 
 
 def length_curves(rewards, lengths=range(0, 1001, 25)) -> pd.DataFrame:

@@ -24,7 +24,7 @@ COMPLETIONS = "completions.jsonl"
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 FULL_MODEL = "model"
-EVAL = "eval.jsonl"
+EVAL = "eval.jsonl"  # GSM8K test; the other evaluation sets: eval_<set>.jsonl (see eval_files)
 EVAL_SUMMARY = "eval_summary.json"
 BENCH = "bench.json"
 
@@ -41,6 +41,13 @@ PACKAGES = [
     "bitsandbytes",
     "xformers",
 ]
+
+
+def eval_files(eval_set: str = "gsm8k") -> tuple[str, str]:
+    """The per-question records and the summary of one evaluation set."""
+    if eval_set == "gsm8k":
+        return EVAL, EVAL_SUMMARY
+    return f"eval_{eval_set}.jsonl", f"eval_{eval_set}_summary.json"
 
 
 def read_jsonl(path, required_fields: tuple = (), check=None) -> list[dict]:

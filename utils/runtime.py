@@ -90,3 +90,26 @@ def import_unsloth_first() -> bool:
 
         return True
     return False
+
+
+def persistent_run_root(keep_on_drive: bool = True, smoke: bool = False) -> str | None:
+    """Where runs survive the session: Google Drive on Colab (mounted here), /kaggle/working on Kaggle; None (the
+    config's default, runs/) elsewhere, in smoke mode, or when switched off."""
+    where = runtime()
+    if smoke or not keep_on_drive or where == "local":
+        return None
+    if where == "kaggle":
+        return "/kaggle/working/runs"
+    from google.colab import drive
+
+    drive.mount("/content/drive")
+    return "/content/drive/MyDrive/grpo-math-kit/runs"
+
+
+def process_state():
+    """Accelerate's state of this process: under torchrun / accelerate launch it starts the process group (gloo on a
+    CPU, where accelerate must be told so before the trainer asks)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())

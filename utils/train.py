@@ -1,10 +1,27 @@
-"""GRPO training with TRL's GRPOTrainer, writing a self-describing, resumable run folder (see ``utils.runs``)."""
+"""GRPO training with TRL's GRPOTrainer, writing a self-describing, resumable run folder (see ``utils.runs``).
 
+The command line runs one experiment exactly as its notebook does (config, reward set, reward checks, baseline,
+training with resume, evaluation on every set), on one process or several:
+
+    python -m utils.train exp2_oneshot [--smoke] [--set KEY=VALUE ...] [--no-eval]
+    torchrun --nproc_per_node 2 -m utils.train exp2_oneshot --set precision=fp16
+    accelerate launch --config_file utils/accelerate/zero2.yaml -m utils.train exp4_cosine_no_penalty
+"""
+
+if __name__ == "__main__":  # the command line: Unsloth must be imported before transformers to patch it
+    from utils.runtime import import_unsloth_first
+
+    import_unsloth_first()
+
+import argparse
 import dataclasses
 import inspect
 import math
+import os
+import time
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 
 from utils import runs
@@ -16,7 +33,17 @@ from utils.model import explain_out_of_memory, pick_dtype
 from utils.rewards import completion_texts, reward_name, split_rewards
 
 # Fields that may change between a run and its resumption without changing what is trained.
-RESUMABLE_FIELDS = {"eval_limit", "eval_batch_size", "eval_max_new_tokens", "extra", "description", "allow_cpu"}
+RESUMABLE_FIELDS = {
+    "eval_limit",
+    "ood_eval_limit",
+    "eval_batch_size",
+    "eval_max_new_tokens",
+    "extra",
+    "description",
+    "allow_cpu",
+    "live_every",
+    "report_to",
+}
 # What a checkpoint must hold to be resumed from; a save cut short by a disconnect lacks some of it.
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
@@ -53,6 +80,19 @@ class BatchGrader:
                     self.samples_path, {"step": step, "gold": gold, "correct": bool(verdict), "completion": text}
                 )
         return verdicts
+
+
+def quiet_progress(trainer) -> None:
+    """Keep the trainer's progress bar but not the metrics it prints (a dict per step) or tabulates in a notebook (a
+    row per step): log.jsonl and the live view have them."""
+    for callback in list(trainer.callback_handler.callbacks):
+        if type(callback).__name__ in ("ProgressCallback", "NotebookProgressCallback"):
+            trainer.remove_callback(callback)
+            trainer.add_callback(type(f"Quiet{type(callback).__name__}", (type(callback),), {"on_log": _no_log})())
+
+
+def _no_log(self, args, state, control, logs=None, **kwargs):
+    pass
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,7 +152,7 @@ class HeldOutProbe(TrainerCallback):
             self.cfg.probe_every and state.global_step % self.cfg.probe_every == 0 and state.is_world_process_zero
         ):
             return
-        summary = evaluate(self.cfg, model, self.tokenizer, backend=self.backend, progress=False)
+        summary = evaluate(self.cfg, model, self.tokenizer, backend=self.backend, progress=False, shard=False)
         row = {
             "step": state.global_step,
             "n": summary["n"],
@@ -131,7 +171,8 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, backend=None, reward_we
 
     Every argument whose default differs between TRL and Unsloth's generated subclass (which ``trl.GRPOConfig`` is
     after ``import unsloth``) is passed explicitly, so both train what the study trained. Mixed precision follows the
-    dtype the model was loaded in.
+    dtype the model was loaded in. With N processes (torchrun / accelerate) each accumulates prompts_per_step / N
+    prompts, so an optimizer step still sees prompts_per_step prompts. ``cfg.trl_args`` go in last, as given.
     """
     from trl import GRPOConfig
 
@@ -140,7 +181,7 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, backend=None, reward_we
     if cfg.min_completion_length:
         key = "min_tokens" if backend is not None and backend.fast_inference else "min_new_tokens"  # vLLM's name
         generation_kwargs[key] = cfg.min_completion_length
-    return GRPOConfig(
+    kit = dict(
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate,
         optim=cfg.optim,
@@ -151,8 +192,7 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, backend=None, reward_we
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio
         lr_scheduler_type=cfg.lr_scheduler_type,
         max_grad_norm=cfg.max_grad_norm,
-        per_device_train_batch_size=cfg.num_generations,
-        gradient_accumulation_steps=cfg.prompts_per_step,
+        **batch_mapping(cfg),
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         num_train_epochs=cfg.num_train_epochs,
@@ -175,9 +215,31 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, backend=None, reward_we
         gradient_checkpointing=cfg.gradient_checkpointing,
         generation_kwargs=generation_kwargs,
         reward_weights=reward_weights,
-        report_to="none",
+        report_to=cfg.report_to,
         disable_tqdm=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # also what makes torchrun on CPU data-parallel (gloo)
     )
+    return GRPOConfig(**{**kit, **cfg.trl_args})
+
+
+def world_size() -> int:
+    """Processes started by torchrun or accelerate launch (1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def batch_mapping(cfg: ExperimentConfig) -> dict:
+    """Per process: one prompt's completions per micro-batch, and the share of the step's prompts to accumulate."""
+    processes = world_size()
+    if cfg.prompts_per_step % processes:
+        raise ValueError(
+            f"prompts_per_step={cfg.prompts_per_step} cannot be split over {processes} processes: use a number of "
+            "processes that divides it (the study's 4 prompts per step: 1, 2 or 4)."
+        )
+    return {
+        "per_device_train_batch_size": cfg.num_generations,
+        "gradient_accumulation_steps": cfg.prompts_per_step // processes,
+    }
 
 
 def last_complete_checkpoint(checkpoints: Path) -> Path | None:
@@ -193,6 +255,12 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
             return checkpoint
         print(f"Skipping {checkpoint.name}: incomplete (missing {', '.join(missing)}), probably a save cut short.")
     return None
+
+
+def finished(checkpoint: Path) -> bool:
+    """Whether a checkpoint is the last step of its run."""
+    state = runs.read_json(checkpoint / "trainer_state.json")
+    return state["global_step"] >= state["max_steps"]
 
 
 def _check_resumable(cfg: ExperimentConfig, records: list[dict], run_dir: Path) -> None:
@@ -220,26 +288,36 @@ def _check_resumable(cfg: ExperimentConfig, records: list[dict], run_dir: Path) 
         )
 
 
-def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, backend=None) -> Path:
+def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, backend=None, live_view=None) -> Path:
     """Train with GRPO on ``rewards`` (``(function, weight)`` pairs, or functions of weight 1.0), resuming from the
-    run folder's last complete checkpoint if there is one. Returns the run folder."""
-    from accelerate import PartialState
+    run folder's last complete checkpoint if there is one. In a notebook the curves are redrawn every
+    ``cfg.live_every`` steps (``live_view`` replaces the notebook display). Returns the run folder."""
     from trl import GRPOTrainer
+
+    from utils.runtime import process_state
 
     cfg.validate()
     funcs, weights = split_rewards(rewards)
     records = [reward_record(f, w) for f, w in zip(funcs, weights)]
-    run_dir, main = cfg.run_dir, PartialState().is_main_process
+    state = process_state()
+    run_dir, main = cfg.run_dir, state.is_main_process
     checkpoints = run_dir / runs.CHECKPOINTS
     if (run_dir / runs.CONFIG).exists():
         _check_resumable(cfg, records, run_dir)
     last_checkpoint = last_complete_checkpoint(checkpoints)
+    state.wait_for_everyone()  # every process has read the run folder before the first one rewrites it
     resume_step = int(last_checkpoint.name.split("-")[-1]) if last_checkpoint else 0
     log_path, probe_path, samples_path = run_dir / runs.LOG, run_dir / runs.PROBE, run_dir / runs.COMPLETIONS
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir / runs.CONFIG)
-        runs.write_json(run_dir / runs.ENVIRONMENT, runs.environment_info(backend and backend.to_dict(), cfg.seed))
+        environment = runs.environment_info(backend and backend.to_dict(), cfg.seed)
+        environment["batch"] = {
+            "world_size": world_size(),
+            **batch_mapping(cfg),
+            "num_generations": cfg.num_generations,
+        }
+        runs.write_json(run_dir / runs.ENVIRONMENT, environment)
         runs.write_json(run_dir / runs.REWARDS, records)
         for path in (log_path, probe_path, samples_path):
             runs.truncate_rows(path, resume_step)
@@ -252,7 +330,10 @@ def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, backend=None) 
     callbacks = [StopOnNonFinite(cfg, checkpoints, [reward_name(f) for f in funcs]), StepLogger(log_path)]
     if cfg.probe_every and cfg.probe_size:
         callbacks.append(HeldOutProbe(cfg, tokenizer, backend, probe_path))
-    trainer = GRPOTrainer(
+    if cfg.live_every and main:
+        callbacks.append(LiveView(run_dir, cfg.live_every, show=live_view))
+    trainer_class = GRPOTrainer if torch.cuda.is_available() or world_size() == 1 else resumable_on_cpus(GRPOTrainer)
+    trainer = trainer_class(
         model=model,
         reward_funcs=funcs + graders,
         args=args,
@@ -260,13 +341,34 @@ def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, backend=None) 
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    with explain_out_of_memory(cfg, "training", backend):
-        trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
+    quiet_progress(trainer)
+    if last_checkpoint and finished(last_checkpoint):  # resuming there would train one step past the end
+        print(f"{run_dir} finished training at step {resume_step}: loading its weights instead of training.")
+        trainer._load_from_checkpoint(str(last_checkpoint))
+    else:
+        with explain_out_of_memory(cfg, "training", backend):
+            trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
     trainer.save_model(str(run_dir / (runs.ADAPTER if cfg.lora_rank else runs.FULL_MODEL)))
     if main:
         environment = runs.read_json(run_dir / runs.ENVIRONMENT)
         runs.write_json(run_dir / runs.ENVIRONMENT, {**environment, "trainer": what_ran(trainer)})
     return run_dir
+
+
+def resumable_on_cpus(trainer_class):
+    """The trainer, able to resume under torchrun on CPUs (gloo): transformers loads the optimizer onto args.device,
+    ``cpu:0`` there, which ``torch.load`` cannot map to. GPUs need none of this."""
+
+    class CPUDistributedGRPOTrainer(trainer_class):
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            if checkpoint is None:
+                return
+            self.optimizer.load_state_dict(
+                torch.load(Path(checkpoint) / "optimizer.pt", map_location="cpu", weights_only=True)
+            )
+            self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
+
+    return CPUDistributedGRPOTrainer
 
 
 def what_ran(trainer) -> dict:
@@ -279,3 +381,137 @@ def what_ran(trainer) -> dict:
         "attention": getattr(trainer.model.config, "_attn_implementation", None),
         "mixed_precision": "fp16" if trainer.args.fp16 else "bf16" if trainer.args.bf16 else "no",
     }
+
+
+class LiveView(TrainerCallback):
+    """Redraw the run's curves in the notebook every ``every`` steps with the elapsed time and an ETA. One figure,
+    updated in place, so a saved notebook (papermill) keeps just the last; outside a notebook it draws nothing."""
+
+    def __init__(self, run_dir: Path, every: int, show=None):
+        self.run_dir, self.every = run_dir, every
+        self.show = show if show is not None else notebook_figure()
+        self.drawn: list[int] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.first_step = time.time(), state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "train_runtime" not in logs and state.global_step % self.every == 0:
+            self.draw(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.global_step not in self.drawn:
+            self.draw(state)
+
+    def draw(self, state):
+        if self.show is None or not state.is_world_process_zero:
+            return
+        import matplotlib.pyplot as plt
+
+        from utils.analysis import plot_run
+
+        elapsed, done = time.time() - self.started, state.global_step - self.first_step
+        eta = elapsed / done * (state.max_steps - state.global_step) if done else float("nan")
+        title = f"step {state.global_step}/{state.max_steps}: elapsed {_minutes(elapsed)}, ETA {_minutes(eta)}"
+        fig = plot_run(self.run_dir, title=title)
+        self.show(fig)
+        plt.close(fig)
+        self.drawn.append(state.global_step)
+
+
+def _minutes(seconds: float) -> str:
+    return "unknown" if not math.isfinite(seconds) else f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def notebook_figure():
+    """A function that shows a figure in the running notebook, replacing the one it showed before; None outside a
+    notebook kernel."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return None
+    if get_ipython() is None or not hasattr(get_ipython(), "kernel"):
+        return None
+    handle = None
+
+    def show(fig):
+        nonlocal handle
+        if handle is None:
+            handle = display(fig, display_id=True)
+        else:
+            handle.update(fig)
+
+    return show
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings as config overrides; a value is read as JSON when it parses (numbers, true/false, null,
+    lists, dicts), else as a string."""
+    import json
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}.")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise SystemExit(f"--set: unknown config field(s) {unknown}; valid ones: {', '.join(sorted(fields))}.")
+    return overrides
+
+
+def run_experiment(experiment: str, smoke: bool = False, overrides: dict | None = None, evaluate_runs: bool = True):
+    """What an experiment notebook does, top to bottom: config and data checks, the reward set and its checks, the
+    model, the untrained baseline, training (resuming), and evaluation on every set. Returns the run folder."""
+    from utils.evaluate import baseline_dir, evaluate_all, evaluate_baseline, summaries_table
+    from utils.experiments import make_config
+    from utils.model import load_model, load_tokenizer
+    from utils.reward_lab import check_reward_funcs
+    from utils.rewards import build_rewards
+    from utils.runtime import process_state
+
+    cfg = make_config(experiment, smoke=smoke, **(overrides or {}))
+    state = process_state()  # starts the process group under torchrun / accelerate launch
+    rewards = build_rewards(cfg.reward_set, load_tokenizer(cfg.model_name))
+    check_reward_funcs(rewards, one_shot=cfg.one_shot)
+    model, tokenizer, backend = load_model(cfg)
+    if evaluate_runs:
+        table = summaries_table(evaluate_baseline(cfg, model, tokenizer, backend))
+        if state.is_main_process:
+            print(f"Untrained baseline ({baseline_dir(cfg)}):\n{table.to_string()}")
+    run_dir = train(cfg, model, tokenizer, rewards, backend)
+    if evaluate_runs:
+        adapter = run_dir / runs.ADAPTER
+        table = summaries_table(evaluate_all(cfg, model, tokenizer, run_dir, backend, adapter))
+        if state.is_main_process:
+            print(f"Trained ({run_dir}):\n{table.to_string()}")
+    state.wait_for_everyone()
+    return run_dir
+
+
+def main(argv=None) -> None:
+    from utils.experiments import EXPERIMENTS
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", choices=list(EXPERIMENTS))
+    parser.add_argument("--smoke", action="store_true", help="tiny random model, a few CPU steps, bundled data")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any ExperimentConfig field, e.g. --set max_steps=200 --set trl_args='{\"epsilon\": 0.3}'",
+    )
+    parser.add_argument("--no-eval", action="store_true", help="skip the baseline and the final evaluations")
+    args = parser.parse_args(argv)
+    run_experiment(args.experiment, args.smoke, parse_overrides(args.set), evaluate_runs=not args.no_eval)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The evaluation sets: GSM8K's test split and three out-of-distribution sets, bundled so they load offline."""
+
+import pytest
+
+from utils import runs
+from utils.data import EVAL_SETS, OOD_SETS, SAMPLE_DATA_DIR, build_eval_dataset, eval_set, load_ood
+from utils.grading import parse_value
+
+
+@pytest.mark.parametrize("name, size", [("svamp", 1000), ("asdiv", 2096), ("mawps", 600)])
+def test_each_ood_set_loads_offline_with_its_exact_size_and_numeric_golds(name, size):
+    dataset = eval_set(name).load(None)
+    assert len(dataset) == size == EVAL_SETS[name].size
+    assert all(isinstance(q, str) and q for q in dataset["question"])
+    assert all(parse_value(gold) is not None for gold in dataset["answer"])
+    assert EVAL_SETS[name].headline_grader == "numeric"
+
+
+def test_float_targets_become_the_answers_a_model_writes():
+    golds = load_ood("svamp.jsonl")["answer"]
+    assert golds[0] == "51" and all("." not in g for g in golds)  # SVAMP stores 51.0
+
+
+def test_gsm8k_test_is_the_in_distribution_set():
+    assert EVAL_SETS["gsm8k"].size == 1319 and EVAL_SETS["gsm8k"].headline_grader == "strict"
+    assert len(build_eval_dataset("gsm8k", True, SAMPLE_DATA_DIR)) == 48
+    assert OOD_SETS == ["svamp", "asdiv", "mawps"]
+
+
+@pytest.mark.bad_input
+def test_an_unknown_set_lists_the_available_ones():
+    with pytest.raises(
+        KeyError, match=r"Unknown evaluation set 'gsm8k_hard'; choose one of \['gsm8k', 'svamp', 'asdiv'"
+    ):
+        eval_set("gsm8k_hard")
+
+
+@pytest.mark.bad_input
+def test_a_corrupt_ood_line_names_the_file_and_line(tmp_path, monkeypatch):
+    import utils.data as data
+
+    (tmp_path / "svamp.jsonl").write_text('{"input": "q", "target": 3}\n{"input": "q", "target": "three"}\n')
+    monkeypatch.setattr(data, "OOD_DATA_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"svamp.jsonl, line 2: expected the answer as a number in 'target'"):
+        load_ood("svamp.jsonl")
+
+
+@pytest.mark.slow
+def test_evaluate_writes_per_set_files_and_records_the_set(tmp_path):
+    from utils.evaluate import evaluate_all, evaluate_baseline
+    from utils.experiments import make_config
+    from utils.model import load_model
+
+    cfg = make_config(
+        "exp2_oneshot", smoke=True, run_root=str(tmp_path), eval_limit=3, ood_eval_limit=2, eval_max_new_tokens=4
+    )
+    model, tokenizer, backend = load_model(cfg)
+    summaries = evaluate_all(cfg, model, tokenizer, tmp_path / "run", backend)
+    assert list(summaries) == ["gsm8k", "svamp", "asdiv", "mawps"]
+    assert [s["n"] for s in summaries.values()] == [3, 2, 2, 2]
+    for name, summary in summaries.items():
+        records, summary_file = runs.eval_files(name)
+        assert runs.read_json(tmp_path / "run" / summary_file)["eval_set"] == name
+        assert len(runs.read_rows(tmp_path / "run" / records)) == summary["n"]
+    baseline = evaluate_baseline(cfg, model, tokenizer, backend)
+    assert set(baseline) == set(summaries)
+    skip_ood = make_config("exp2_oneshot", smoke=True, run_root=str(tmp_path / "b"), ood_eval_limit=0)
+    assert list(evaluate_baseline(skip_ood, model, tokenizer, backend)) == ["gsm8k"]
