@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from utils import runs as run_files
+from utils.grading import GRADERS
 from utils.stats import mcnemar_exact, paired_block_bootstrap, pearson_with_ci
 
 STUDY_LOGS = Path(__file__).resolve().parent / "assets" / "study_logs.csv"
@@ -32,8 +33,8 @@ STUDY_RUNS = {
         "(same seed, same prompts), so despite its name it most likely kept the one-shot example"
     ),
     "cot_limit_v3_anum3_gnum6": (
-        "cosine variant: lr 2e-6, gradient accumulation 3, 6 completions per prompt, format rewards halved "
-        "(logged maxima 0.25)"
+        "cosine variant: lr 2e-6, gradient accumulation 3, 6 completions per prompt, soft-format, strict-format and "
+        "integer rewards halved (logged maxima 0.25; xmlcount unchanged)"
     ),
 }
 STUDY_EXPERIMENTS = {"Exp2": "grpo_1800", "Exp3": "cot_limit_failed_penalty", "Exp4": "cot_limit_v1_penalty"}
@@ -371,7 +372,7 @@ def eval_table(runs_root="runs") -> pd.DataFrame:
     for path in sorted(Path(runs_root).glob(f"*/{run_files.EVAL_SUMMARY}")):
         s = run_files.read_json(path)
         row = {"run": path.parent.name, "n": s["n"]}
-        for grader in ("numeric", "strict"):
+        for grader in GRADERS:
             row[f"acc_{grader}"] = s[f"accuracy_{grader}"]
             row[f"acc_{grader}_ci95"] = "[{:.3f}, {:.3f}]".format(*s[f"accuracy_{grader}_ci95"])
         row.update(
@@ -578,11 +579,11 @@ def plot_run(run_dir, window: int = 10, title: str | None = None):
     for i, column in enumerate(rewards):
         curve(axes[0], column, column, f"C{i}")
     curve(axes[1], "completion_length", "mean completion tokens", "tab:blue")
-    for i, grader in enumerate(("strict", "numeric")):
+    for i, grader in enumerate(GRADERS):
         curve(axes[2], f"correct_frac_{grader}", f"{grader} grader", f"C{i}")
-    if not probe.empty:
-        axes[3].plot(probe["step"], probe["accuracy_numeric"], "o-", label="numeric grader")
-        axes[3].plot(probe["step"], probe["accuracy_strict"], "s--", label="strict grader")
+    for grader, style in zip(GRADERS, ("s--", "o-")):
+        if not probe.empty:
+            axes[3].plot(probe["step"], probe[f"accuracy_{grader}"], style, label=f"{grader} grader")
     n = int(probe["n"].iloc[0]) if not probe.empty else 0
     titles = ["reward (rolling mean)", "completion tokens", "training-batch accuracy", f"held-out probe (n={n})"]
     for ax, panel_title in zip(axes, titles):

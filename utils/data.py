@@ -134,20 +134,12 @@ class EvalSet:
 
 
 EVAL_SETS = {
-    "gsm8k": EvalSet("gsm8k", "GSM8K test split (in distribution)", 1319, lambda d: load_gsm8k("test", d), "strict"),
-    "svamp": EvalSet(
-        "svamp",
-        "SVAMP: one-step problems with adversarial variations",
-        1000,
-        lambda d: load_ood("svamp.jsonl"),
-        "numeric",
-    ),
+    "gsm8k": EvalSet("gsm8k", "GSM8K test split", 1319, lambda d: load_gsm8k("test", d), "strict"),
+    "svamp": EvalSet("svamp", "SVAMP: one-step, with variations", 1000, lambda d: load_ood("svamp.jsonl"), "numeric"),
     "asdiv": EvalSet(
-        "asdiv", "ASDiv: diverse elementary-school problems", 2096, lambda d: load_ood("asdiv.jsonl"), "numeric"
+        "asdiv", "ASDiv: diverse elementary problems", 2096, lambda d: load_ood("asdiv.jsonl"), "numeric"
     ),
-    "mawps": EvalSet(
-        "mawps", "MAWPS MultiArith: multi-step arithmetic", 600, lambda d: load_ood("mawpsmultiarith.jsonl"), "numeric"
-    ),
+    "mawps": EvalSet("mawps", "MAWPS MultiArith", 600, lambda d: load_ood("mawpsmultiarith.jsonl"), "numeric"),
 }
 OOD_SETS = [name for name in EVAL_SETS if name != "gsm8k"]
 

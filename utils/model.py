@@ -193,6 +193,7 @@ def load_model(cfg):
         compute_dtype = pick_dtype(cfg.precision)  # full fine-tuning in fp16 keeps fp32 weights under fp16 autocast
         model, tokenizer = _load_transformers(cfg, compute_dtype)
         name = "transformers+peft" if cfg.lora_rank > 0 else "transformers (full fine-tuning)"
+        name += f", DDP over {processes} processes" if processes > 1 else ""
     # Qwen's tokenizer has no BOS token but its config names one: align them as the trainer would, minus its warning.
     model.config.bos_token_id = tokenizer.bos_token_id
     if getattr(model, "generation_config", None) is not None:
