@@ -161,7 +161,7 @@ def test_non_finite_rewards_stop_training_and_keep_the_last_good_checkpoint(tmp_
         calls.append(1)
         return [math.inf if len(calls) > 1 else 0.0] * len(completions)  # one call per step
 
-    with pytest.raises(TrainingDiverged, match=r"Step 2: reward = inf.*checkpoint-1.*precision='fp32'"):
+    with pytest.raises(TrainingDiverged, match=r"Step 2: reward = inf.*checkpoint-1.*new run .*precision='fp32'"):
         train(cfg, model, tokenizer, build_rewards(cfg.reward_set, tokenizer) + [explodes_at_step_2], backend)
     assert [r["step"] for r in runs.read_rows(cfg.run_dir / runs.LOG)] == [1]
     assert not (cfg.run_dir / runs.CHECKPOINTS / "checkpoint-2").exists()

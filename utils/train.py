@@ -116,9 +116,10 @@ class StopOnNonFinite(TrainerCallback):
             last_good = last_complete_checkpoint(self.checkpoints)
             raise TrainingDiverged(
                 f"Step {state.global_step}: {' and '.join(f'{k} = {values[k]}' for k in bad)}. Training stopped; the "
-                f"last good checkpoint is {last_good or 'none yet'} and a rerun resumes from it. Try precision='fp32' "
-                f"or 'bf16' (now {self.cfg.precision!r}), a lower learning_rate (now {self.cfg.learning_rate}), or "
-                f"check that every reward returns finite numbers."
+                f"last good checkpoint is {last_good or 'none yet'}. Check that every reward returns finite numbers "
+                f"(a rerun as is resumes from that checkpoint), or start a new run (another RUN_ROOT) with "
+                f"precision='fp32' or 'bf16' (now {self.cfg.precision!r}) or a lower learning_rate (now "
+                f"{self.cfg.learning_rate})."
             )
 
 
