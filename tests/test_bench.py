@@ -46,3 +46,13 @@ def test_evaluation_time_estimate_arithmetic():
     estimate = evaluation_minutes_estimate(make_config("exp2_oneshot", ood_eval_limit=0))
     assert estimate["questions"] == {"gsm8k": 1319} and estimate["batches"] == 21  # ceil(1319 / 64)
     assert estimate["minutes"] == pytest.approx(21 * 786 * ASSUMED_T4_SECONDS_PER_DECODE_STEP / 60)
+
+
+@pytest.mark.slow
+def test_a_published_benchmark_is_rendered_into_the_readme(tmp_path):
+    from utils.report import speed_markdown
+
+    assert "No GPU benchmark has been published yet" in speed_markdown(tmp_path / "absent.json")
+    run_benchmark(steps=2, lengths=[8], experiments=["exp2_oneshot"], out_dir=tmp_path)
+    text = speed_markdown(tmp_path / "bench.json")
+    assert "| study | exp2_oneshot | 8 |" in text and "kit / study at 8 tokens" in text

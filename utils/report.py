@@ -1,7 +1,10 @@
-"""Regenerate chart/ and the README's results section from the data, so no number is typed by hand.
+"""Regenerate chart/ and the README's blocks from the data, so no number is typed by hand.
 
-python -m utils.report          # rewrite chart/*.png, chart/study_comparison.json and the README results block
-python -m utils.report --check  # exit 1 if the README block or study_comparison.json is out of date
+python -m utils.report          # rewrite chart/*.png, chart/study_comparison.json and the README's blocks
+python -m utils.report --check  # exit 1 if a README block or study_comparison.json is out of date
+
+The README's blocks: the study's results, the reliability counts (from the test suite's markers), the evaluation time
+estimate, the published GPU benchmark (chart/bench.json) and the memory estimates.
 """
 
 import argparse
@@ -23,12 +26,13 @@ from utils.analysis import (
     window_table,
     written_reading,
 )
-from utils.bench import memory_estimates
+from utils.bench import markdown_table, memory_estimates
 from utils.evaluate import evaluation_minutes_estimate
 
 README = REPO_ROOT / "README.md"
 CHART_DIR = REPO_ROOT / "chart"
 COMPARISON = CHART_DIR / "study_comparison.json"
+BENCH = CHART_DIR / "bench.json"  # a GPU benchmark run (python -m utils.bench), published by copying it here
 WINDOW = 50
 
 
@@ -142,6 +146,22 @@ def eval_time_markdown() -> str:
     )
 
 
+def speed_markdown(bench=BENCH) -> str:
+    """The published GPU benchmark: its table, ratios, device, versions and date; or a note that there is none."""
+    if not bench.is_file():
+        return "No GPU benchmark has been published yet: these numbers are still unmeasured."
+    report = json.loads(bench.read_text())
+    lines = [markdown_table(report)]
+    projection = report.get("epoch_projection") or {}
+    if projection.get("t4_arithmetic"):
+        lines.append(
+            f"\nOne epoch at {projection['completion_length']} tokens: {projection['measured_gpu_hours']} h on "
+            f"the measured GPU; on a T4 about {projection['t4_hours_estimate']} h, an estimate "
+            f"({projection['t4_arithmetic']})."
+        )
+    return "\n".join(lines)
+
+
 def memory_markdown() -> str:
     table = pd.DataFrame(memory_estimates()).set_index("model").round(1)
     return (
@@ -156,6 +176,7 @@ def updated_readme(comparison: dict) -> str:
     text = readme_with(text, "results", results_markdown(comparison, eval_table(REPO_ROOT / "runs")))
     text = readme_with(text, "reliability", reliability_markdown())
     text = readme_with(text, "eval-time", eval_time_markdown())
+    text = readme_with(text, "speed", speed_markdown())
     return readme_with(text, "memory", memory_markdown())
 
 
