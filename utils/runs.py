@@ -24,6 +24,7 @@ COMPLETIONS = "completions.jsonl"
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 FULL_MODEL = "model"
+MERGED = "merged"  # the LoRA merged into a 16-bit model, on request
 EVAL = "eval.jsonl"  # GSM8K test; the other evaluation sets: eval_<set>.jsonl (see eval_files)
 EVAL_SUMMARY = "eval_summary.json"
 BENCH = "bench.json"
