@@ -205,23 +205,6 @@ def evaluate_all(cfg, model, tokenizer, out_dir, backend=None, lora_path=None) -
     }
 
 
-def format_summary(summary: dict) -> str:
-    """One readable line per headline number, each with its grader and n."""
-    lines = []
-    for grader in GRADERS:
-        low, high = summary[f"accuracy_{grader}_ci95"]
-        lines.append(
-            f"accuracy ({grader} grader): {summary[f'accuracy_{grader}']:.3f}  95% CI [{low:.3f}, {high:.3f}]"
-            f"  n={summary['n']}"
-        )
-    lines.append(f"format: strict {summary['format_strict']:.3f}, soft {summary['format_soft']:.3f}")
-    lines.append(
-        f"completion tokens: mean {summary['mean_completion_tokens']:.1f}, median "
-        f"{summary['median_completion_tokens']:.0f}; truncated {summary['truncated_share']:.3f}"
-    )
-    return "\n".join(lines)
-
-
 def baseline_dir(cfg) -> Path:
     return Path(cfg.run_root) / f"baseline_{'one_shot' if cfg.one_shot else 'system_prompt'}"
 

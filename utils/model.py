@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from utils.runtime import world_size
+
 ASSETS_DIR = Path(__file__).resolve().parent / "assets" / "qwen2.5-0.5b-instruct"
 BUNDLED_TOKENIZER_OF = "Qwen/Qwen2.5-0.5B-Instruct"  # ASSETS_DIR holds this model's real tokenizer
 RANDOM_MODELS = ("tiny", "random-full")
@@ -181,7 +183,7 @@ def load_model(cfg):
             "> T4 GPU. On Kaggle: Settings > Accelerator > GPU. For a quick CPU check use SMOKE=True (tiny "
             "random model)."
         )
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    processes = world_size()
     if processes > 1 and torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process
     # Unsloth trains on one GPU only: several processes use transformers + PEFT under DDP.

@@ -106,6 +106,11 @@ def persistent_run_root(keep_on_drive: bool = True, smoke: bool = False) -> str 
     return "/content/drive/MyDrive/grpo-math-kit/runs"
 
 
+def world_size() -> int:
+    """Processes started by torchrun or accelerate launch (1 otherwise), known before any process group starts."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def process_state():
     """Accelerate's state of this process: under torchrun / accelerate launch it starts the process group (gloo on a
     CPU, where accelerate must be told so before the trainer asks)."""

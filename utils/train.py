@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import inspect
 import math
-import os
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from utils.experiments import ExperimentConfig
 from utils.grading import GRADERS
 from utils.model import explain_out_of_memory, pick_dtype
 from utils.rewards import completion_texts, reward_name, split_rewards
+from utils.runtime import process_state, world_size
 
 # Fields that may change between a run and its resumption without changing what is trained.
 RESUMABLE_FIELDS = {
@@ -224,11 +224,6 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, backend=None, reward_we
     return GRPOConfig(**{**kit, **cfg.trl_args})
 
 
-def world_size() -> int:
-    """Processes started by torchrun or accelerate launch (1 otherwise)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def batch_mapping(cfg: ExperimentConfig) -> dict:
     """Per process: one prompt's completions per micro-batch, and the share of the step's prompts to accumulate."""
     processes = world_size()
@@ -294,8 +289,6 @@ def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, backend=None, 
     run folder's last complete checkpoint if there is one. In a notebook the curves are redrawn every
     ``cfg.live_every`` steps (``live_view`` replaces the notebook display). Returns the run folder."""
     from trl import GRPOTrainer
-
-    from utils.runtime import process_state
 
     cfg.validate()
     funcs, weights = split_rewards(rewards)
@@ -475,7 +468,6 @@ def run_experiment(experiment: str, smoke: bool = False, overrides: dict | None 
     from utils.model import load_model, load_tokenizer
     from utils.reward_lab import check_reward_funcs
     from utils.rewards import build_rewards
-    from utils.runtime import process_state
 
     cfg = make_config(experiment, smoke=smoke, **(overrides or {}))
     state = process_state()  # starts the process group under torchrun / accelerate launch
