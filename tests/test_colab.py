@@ -33,7 +33,7 @@ def test_live_view_draws_at_the_requested_steps(tmp_path):
 
 
 def test_live_view_draws_nothing_outside_a_notebook():
-    from utils.train import notebook_figure
+    from utils.callbacks import notebook_figure
 
     assert notebook_figure() is None  # pytest has no IPython kernel: no figures, no spam
 

@@ -44,6 +44,10 @@ BAD_SETTINGS = [
     (dict(learning_rate=0), "learning_rate=0"),
     (dict(temperature=0), "temperature=0"),
     (dict(eval_max_new_tokens="786"), "eval_max_new_tokens='786'"),
+    (dict(train_limit=2), r"train_limit=2: one optimizer step takes prompts_per_step=4 prompts"),
+    (dict(trl_args={"output_dir": "elsewhere"}), r"trl_args\['output_dir'\]: set run_root .* instead"),
+    (dict(trl_args={"learning_rate": 1e-3}), r"trl_args\['learning_rate'\]: set the config field learning_rate"),
+    (dict(trl_args={"top_p": 0.9}), r"trl_args\['top_p'\]: fixed by the kit for every run \(to 1.0\)"),
 ]
 
 
@@ -65,6 +69,15 @@ def test_every_problem_is_reported_at_once():
 def test_missing_data_folder_is_named_when_the_config_is_made(tmp_path):
     with pytest.raises(FileNotFoundError, match="DATA_DIR .*nowhere/train.jsonl does not exist"):
         make_config("exp2_oneshot", data_dir=str(tmp_path / "nowhere"))
+
+
+@pytest.mark.bad_input
+def test_an_empty_training_file_is_found_when_the_config_is_made(tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA_DIR, data_dir)
+    (data_dir / "train.jsonl").write_text("")
+    with pytest.raises(ValueError, match="train.jsonl has no questions"):
+        make_config("exp2_oneshot", data_dir=str(data_dir))
 
 
 def corrupt_copy(tmp_path, split, line_number, text):

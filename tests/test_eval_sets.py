@@ -66,3 +66,34 @@ def test_evaluate_writes_per_set_files_and_records_the_set(tmp_path):
     assert set(baseline) == set(summaries)
     skip_ood = make_config("exp2_oneshot", smoke=True, run_root=str(tmp_path / "b"), ood_eval_limit=0)
     assert list(evaluate_baseline(skip_ood, model, tokenizer, backend)) == ["gsm8k"]
+
+
+@pytest.mark.fault
+@pytest.mark.slow
+def test_the_baseline_is_reused_only_for_what_produced_it(tmp_path, capsys):
+    """Another token limit, another data copy or more questions is another baseline; the same settings reuse it."""
+    import shutil
+
+    from utils.evaluate import baseline_dir, evaluate_baseline
+    from utils.experiments import make_config
+    from utils.model import load_model
+
+    settings = dict(smoke=True, run_root=str(tmp_path), eval_limit=2, ood_eval_limit=0, eval_max_new_tokens=4)
+    cfg = make_config("exp2_oneshot", **settings)
+    model, tokenizer, backend = load_model(cfg)
+    first = evaluate_baseline(cfg, model, tokenizer, backend)["gsm8k"]
+    assert evaluate_baseline(cfg, model, tokenizer, backend)["gsm8k"] == first
+    assert "already evaluated" in capsys.readouterr().out
+
+    longer = make_config("exp2_oneshot", **{**settings, "eval_max_new_tokens": 6})
+    assert evaluate_baseline(longer, model, tokenizer, backend)["gsm8k"]["max_new_tokens"] == 6
+    data = tmp_path / "edited"
+    shutil.copytree(SAMPLE_DATA_DIR, data)
+    rows = (data / "test.jsonl").read_text().splitlines()
+    (data / "test.jsonl").write_text("\n".join([rows[1], rows[0], *rows[2:]]) + "\n")  # other questions first
+    other_data = make_config("exp2_oneshot", **{**settings, "data_dir": str(data)})
+    summary = evaluate_baseline(other_data, model, tokenizer, backend)["gsm8k"]
+    assert summary["identity"]["questions_sha256"] != first["identity"]["questions_sha256"]
+    assert "already evaluated" not in capsys.readouterr().out
+    saved = runs.read_json(baseline_dir(cfg) / runs.EVAL_SUMMARY)
+    assert saved["identity"] == summary["identity"]  # the files say what produced them

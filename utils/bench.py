@@ -116,17 +116,6 @@ def _worker(
     runs.write_json(out, result)
 
 
-def materialize_random_model(random_model: str, folder: Path) -> str:
-    """Save a random model so it loads like a hub checkpoint: Unsloth needs a path, and TRL reloads the
-    reference model for full fine-tuning from the model's path."""
-    if not (folder / runs.CONFIG).exists():
-        from utils.model import build_random_qwen2, load_tokenizer
-
-        build_random_qwen2(random_model).save_pretrained(folder)
-        load_tokenizer(random_model).save_pretrained(folder)
-    return str(folder)
-
-
 def project_epoch(results: list[dict], gpu_name: str | None) -> dict:
     """Projected wall time of one full epoch at 786 tokens, on the measured GPU and, by memory bandwidth, on a T4."""
     kit = [r for r in results if r["config"] == "kit" and r.get("status") == "ok"]
@@ -214,16 +203,16 @@ def run_benchmark(
 ) -> dict:
     import torch
 
+    from utils.model import materialize_random_model
+
     cuda = torch.cuda.is_available()
     steps = steps or (10 if cuda else 3)
     lengths = lengths or ([150, 786] if cuda else [16])
     experiments = experiments or ["exp2_oneshot", "exp4_cosine_no_penalty"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_name = (
-        materialize_random_model("random-full", out_dir / "random-qwen2.5-0.5b")
-        if cuda
-        else materialize_random_model("tiny", out_dir / "tiny-qwen2")
+    model_name = materialize_random_model(
+        "random-full" if cuda else "tiny", out_dir / ("random-qwen2.5-0.5b" if cuda else "tiny-qwen2")
     )
     results = []
     for length in lengths:

@@ -65,7 +65,8 @@ def read_local_gsm8k(split: str, data_dir) -> list[dict]:
 def check_data_dir(data_dir) -> None:
     """Read and check every line a run will read from ``data_dir``, before any model is loaded."""
     for split in SPLITS:
-        read_local_gsm8k(split, data_dir)
+        if not read_local_gsm8k(split, data_dir):
+            raise ValueError(f"{Path(data_dir) / f'{split}.jsonl'} has no questions: a run needs GSM8K rows there.")
 
 
 def load_gsm8k(split: str, data_dir=None) -> Dataset:

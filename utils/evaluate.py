@@ -1,6 +1,8 @@
 """Held-out evaluation: greedy decoding, both graders, intervals, per-question records."""
 
 import dataclasses
+import hashlib
+import json
 import statistics
 import time
 from pathlib import Path
@@ -128,6 +130,27 @@ def _process_group() -> tuple[int, int]:
     return 0, 1
 
 
+def evaluation_identity(cfg, backend, name: str, dataset) -> dict:
+    """Everything that decides an evaluation's numbers besides the weights: the questions themselves (a fingerprint
+    of their text and golds, so another data copy or limit is another evaluation), the prompt, the model, decoding,
+    the batch (padding changes 16-bit numerics), the engine and dtype, and the grading version."""
+    rows = json.dumps([list(dataset["question"]), list(dataset["answer"])])
+    return {
+        "model": cfg.model_name,
+        "eval_set": name,
+        "questions": len(dataset),
+        "questions_sha256": hashlib.sha256(rows.encode()).hexdigest()[:16],
+        "prompt": "one-shot" if cfg.one_shot else "system prompt only",
+        "decoding": "greedy",
+        "max_new_tokens": cfg.eval_max_new_tokens,
+        "batch_size": cfg.eval_batch_size,
+        "backend": backend.name if backend is not None else None,
+        "dtype": backend.dtype if backend is not None else None,
+        "engine": "vllm" if backend is not None and backend.fast_inference else "generate",
+        "eval_version": EVAL_VERSION,
+    }
+
+
 def evaluate(
     cfg, model, tokenizer, out_dir=None, backend=None, lora_path=None, progress=True, eval_set_name="gsm8k", shard=True
 ) -> dict:
@@ -181,6 +204,7 @@ def evaluate(
         graders={grader: f"{function.__module__}.{function.__name__}" for grader, function in GRADERS.items()},
         eval_version=EVAL_VERSION,
         model=cfg.model_name,
+        identity=evaluation_identity(cfg, backend, name, dataset),
         seconds=round(time.time() - started, 1),
     )
     if out_dir is not None and rank == 0:
@@ -210,25 +234,21 @@ def baseline_dir(cfg) -> Path:
 
 
 def evaluate_baseline(cfg, model, tokenizer, backend=None) -> dict:
-    """Evaluate the untrained model with the experiment's prompt on every evaluated set, once per prompt, model and
-    limit: the numbers training must beat. Call it before training (a fresh LoRA adapter leaves the model unchanged).
-    Returns the summaries by set."""
+    """Evaluate the untrained model with the experiment's prompt on every evaluated set: the numbers training must
+    beat. A set already evaluated with the same identity (``evaluation_identity``: model, questions, prompt, decoding,
+    engine, ...) is reused; anything else is evaluated again. Call it before training (a fresh LoRA adapter leaves the
+    model unchanged). Returns the summaries by set."""
     out_dir = baseline_dir(cfg)
     summaries = {}
     for name in evaluated_sets(cfg):
         path = out_dir / runs.eval_files(name)[1]
         saved = runs.read_json(path) if path.exists() else {}
-        if (saved.get("model"), saved.get("limit"), saved.get("eval_version")) == (
-            cfg.model_name,
-            eval_limit(cfg, name),
-            EVAL_VERSION,
-        ):
+        dataset = build_eval_dataset(name, cfg.one_shot, cfg.data_dir, eval_limit(cfg, name))
+        if saved.get("identity") == evaluation_identity(cfg, backend, name, dataset):
             print(f"Baseline on {name} already evaluated in {out_dir}.")
             summaries[name] = saved
         else:
             summaries[name] = evaluate(cfg, model, tokenizer, out_dir, backend, eval_set_name=name)
-    if _process_group()[0] == 0:
-        cfg.save(out_dir / runs.CONFIG)
     return summaries
 
 

@@ -7,6 +7,7 @@ read, before any model is loaded.
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,6 +134,15 @@ class ExperimentConfig:
             isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1
         ):
             problems.append(f"max_steps={self.max_steps!r}: use -1 (train num_train_epochs) or a whole number >= 1")
+        if (
+            isinstance(self.train_limit, int)
+            and isinstance(self.prompts_per_step, int)
+            and 0 < self.train_limit < self.prompts_per_step
+        ):
+            problems.append(
+                f"train_limit={self.train_limit}: one optimizer step takes prompts_per_step={self.prompts_per_step} "
+                "prompts; use at least that many (or None: all)"
+            )
         if self.precision not in ("auto", "fp16", "bf16", "fp32"):
             problems.append(f"precision={self.precision!r}: choose one of auto, fp16, bf16, fp32")
         if (
@@ -152,6 +162,10 @@ class ExperimentConfig:
             problems.append(
                 f"trl_args {unknown}: not GRPOConfig arguments; valid ones: {', '.join(sorted(grpo_config_fields()))}"
             )
+        if self.trl_args:
+            from utils.train import kit_set_trl_args
+
+            problems += kit_set_trl_args(self)
         return problems
 
     def validate(self) -> None:
@@ -159,8 +173,9 @@ class ExperimentConfig:
         problems = self.problems()
         if problems:
             raise ValueError(f"Invalid config for {self.name!r}:\n- " + "\n- ".join(problems))
-        if self.data_dir is not None:
-            check_data_dir(self.data_dir)
+        data_dir = self.data_dir or os.environ.get("GSM8K_DIR")
+        if data_dir:
+            check_data_dir(data_dir)
 
 
 def grpo_config_fields() -> set[str]:

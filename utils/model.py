@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,25 @@ def build_random_qwen2(model_name: str = "tiny", seed: int = 0, dtype: torch.dty
     return AutoModelForCausalLM.from_config(config, dtype=dtype)
 
 
+RANDOM_MODEL_CACHE = Path(os.environ.get("GRPO_KIT_CACHE", Path.home() / ".cache" / "grpo-math-kit")) / "random-models"
+
+
+def materialize_random_model(model_name: str, folder=None, seed: int = 0) -> str:
+    """A random model saved once so it loads like a hub checkpoint, from a folder named after it and its seed: TRL
+    rebuilds the full-fine-tuning reference from the model's path, and Unsloth needs a path. Written beside and
+    renamed, so processes starting together (torchrun) never read a half-saved folder."""
+    folder = Path(folder) if folder is not None else RANDOM_MODEL_CACHE / f"{model_name}-seed{seed}"
+    if not (folder / "model.safetensors").exists():
+        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+        build_random_qwen2(model_name, seed=seed).save_pretrained(partial)
+        load_tokenizer(model_name).save_pretrained(partial)
+        try:
+            os.rename(partial, folder)
+        except OSError:  # another process saved it first
+            shutil.rmtree(partial, ignore_errors=True)
+    return str(folder)
+
+
 def _add_peft_lora(model, cfg):
     from peft import LoraConfig, get_peft_model
 
@@ -127,7 +147,9 @@ def _add_peft_lora(model, cfg):
         lora_dropout=0.0,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    with torch.random.fork_rng(devices=[]):  # the adapter's initialisation follows the run's seed, nothing else
+        torch.manual_seed(cfg.seed)
+        return get_peft_model(model, lora)
 
 
 def _load_unsloth(cfg):
@@ -159,10 +181,10 @@ def _load_unsloth(cfg):
 def _load_transformers(cfg, dtype):
     # Full fine-tuning in fp16 keeps fp32 master weights (fp16 autocast), as a T4 without bf16 requires.
     weights_dtype = torch.float32 if cfg.lora_rank == 0 and dtype == torch.float16 else dtype
-    if cfg.model_name in RANDOM_MODELS:
-        model = build_random_qwen2(cfg.model_name, seed=cfg.seed, dtype=weights_dtype)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(cfg.model_name, dtype=weights_dtype, attn_implementation="sdpa")
+    path = (
+        materialize_random_model(cfg.model_name, seed=cfg.seed) if cfg.model_name in RANDOM_MODELS else cfg.model_name
+    )
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=weights_dtype, attn_implementation="sdpa")
     if cfg.lora_rank > 0:
         model = _add_peft_lora(model, cfg)
     if torch.cuda.is_available():

@@ -3,12 +3,17 @@
 ``runs/<name>/`` holds ``config.json`` (everything needed to rerun), ``environment.json`` (packages, GPU, git commit,
 backend), ``rewards.json`` (name, weight and source of each reward), ``log.jsonl`` (one row per optimizer step),
 ``probe.jsonl`` (held-out accuracy during training), ``completions.jsonl`` (a few sampled completions per step),
-``checkpoints/``, and at the end ``adapter/`` (LoRA) or ``model/`` (full fine-tuning) and the evaluation files.
+``checkpoints/`` (``last_complete_checkpoint`` is where a rerun resumes), and at the end ``adapter/`` (LoRA) or
+``model/`` (full fine-tuning) and the evaluation files. Rewrites are atomic, and ``TrainingLock`` keeps one trainer
+per run folder.
 """
 
 import json
+import os
 import platform
+import socket
 import subprocess
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -51,6 +56,61 @@ def eval_files(eval_set: str = "gsm8k") -> tuple[str, str]:
     return f"eval_{eval_set}.jsonl", f"eval_{eval_set}_summary.json"
 
 
+# What a checkpoint must hold to be resumed from; a save cut short by a disconnect lacks some of it.
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[-1])
+
+
+def last_complete_checkpoint(checkpoints: Path, report: bool = True) -> Path | None:
+    """The newest checkpoint with every file a resume needs; a save cut short by a disconnect is skipped, loudly."""
+    if not checkpoints.is_dir():
+        return None
+    candidates = [p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    for checkpoint in sorted(candidates, key=checkpoint_step, reverse=True):
+        missing = [f for f in CHECKPOINT_FILES if not (checkpoint / f).is_file()]
+        if not any((checkpoint / f).is_file() for f in CHECKPOINT_WEIGHTS):
+            missing.append("model weights")
+        if not missing:
+            return checkpoint
+        if report:
+            print(f"Skipping {checkpoint.name}: incomplete (missing {', '.join(missing)}), probably a save cut short.")
+    return None
+
+
+def finished(checkpoint: Path) -> bool:
+    """Whether a checkpoint is the last step of its run."""
+    state = read_json(checkpoint / "trainer_state.json")
+    return state["global_step"] >= state["max_steps"]
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The file's lines as UTF-8 text; a compressed or otherwise encoded file is an error naming the file and line."""
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        raise ValueError(f"{path} is gzip-compressed, not JSON lines: decompress it first (gunzip, or gzip.open).")
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}, line {line}: not UTF-8 text (byte {data[error.start]:#04x}); save the file as UTF-8."
+        ) from None
+
+
+def _parse_line(path: Path, number: int, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}, line {number}: not valid JSON ({e}).") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}.")
+    return row
+
+
 def read_jsonl(path, required_fields: tuple = (), check=None) -> list[dict]:
     """Rows of a JSONL file; a bad line raises an error naming the file and line. ``check(row)`` may return what is
     wrong with a row."""
@@ -58,28 +118,35 @@ def read_jsonl(path, required_fields: tuple = (), check=None) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist.")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {line_number}: not valid JSON ({e}).") from None
-            if not isinstance(row, dict) or not all(isinstance(row.get(field), str) for field in required_fields):
-                raise ValueError(
-                    f"{path}, line {line_number}: expected the fields {list(required_fields)} as strings."
-                )
-            problem = check(row) if check else None
-            if problem:
-                raise ValueError(f"{path}, line {line_number}: {problem}.")
-            rows.append(row)
+    for number, line in enumerate(_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        row = _parse_line(path, number, line)
+        if not all(isinstance(row.get(field), str) for field in required_fields):
+            raise ValueError(f"{path}, line {number}: expected the fields {list(required_fields)} as strings.")
+        problem = check(row) if check else None
+        if problem:
+            raise ValueError(f"{path}, line {number}: {problem}.")
+        rows.append(row)
     return rows
 
 
-def read_rows(path) -> list[dict]:
-    """Rows a run wrote (log, probe, completions, evaluation); none when the file does not exist yet."""
-    return read_jsonl(path) if Path(path).is_file() else []
+def read_rows(path, report_cut_line: bool = False) -> list[dict]:
+    """Rows a run wrote (log, probe, completions, evaluation); none when the file does not exist yet. A last line cut
+    short by a crash mid-append is left out (and reported when ``report_cut_line``); any other bad line is an error
+    naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = [(number, line) for number, line in enumerate(_text_lines(path), start=1) if line.strip()]
+    if lines:
+        try:
+            json.loads(lines[-1][1])
+        except json.JSONDecodeError:
+            lines.pop()
+            if report_cut_line:
+                print(f"{path}: dropped its last line, cut short by a crash (1 row dropped, {len(lines)} kept).")
+    return [_parse_line(path, number, line) for number, line in lines]
 
 
 def append_row(path, row: dict) -> None:
@@ -87,22 +154,126 @@ def append_row(path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+def _write_atomically(path, text: str) -> None:
+    """Write beside, then rename: a full disk or a crash mid-write leaves the old file whole, never a cut one."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def write_rows(path, rows) -> None:
-    Path(path).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    _write_atomically(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def truncate_rows(path, last_step: int) -> None:
     """Drop rows logged after the checkpoint a run resumes from, so each step appears once."""
     if Path(path).is_file():
-        write_rows(path, [row for row in read_rows(path) if (row.get("step") or 0) <= last_step])
+        rows = read_rows(path, report_cut_line=True)
+        write_rows(path, [row for row in rows if (row.get("step") or 0) <= last_step])
 
 
 def write_json(path, value) -> None:
-    Path(path).write_text(json.dumps(value, indent=2, default=str), encoding="utf-8")
+    _write_atomically(path, json.dumps(value, indent=2, default=str))
 
 
 def read_json(path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file of a run folder; an empty or corrupt one is an error naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path} is {'empty' if not path.read_text(encoding='utf-8').strip() else 'not valid JSON'} ({error}). "
+            "It was probably cut short by a crash or edited by hand: restore it from a copy, or start a new run "
+            "(another RUN_ROOT, or delete the run folder)."
+        ) from None
+
+
+LOCK = ".training.lock"
+HEARTBEAT_SECONDS = 60  # the lock's holder refreshes it this often while it trains
+LOCK_STALE_SECONDS = 5 * 60  # a lock not refreshed for this long was left by a session that is gone
+
+
+class RunLocked(RuntimeError):
+    """Another process is training into this run folder."""
+
+
+class TrainingLock:
+    """One trainer per run folder: a lock file created exclusively, refreshed every minute by a background thread
+    while training runs, removed at the end. A lock left by a crash is taken over when its process is gone (same
+    machine) or it has not been refreshed for ``LOCK_STALE_SECONDS`` (another machine, e.g. a Colab session that
+    disconnected with its run on Drive)."""
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / LOCK
+        self._stop = threading.Event()
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(descriptor, "w") as f:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%c")}, f)
+            threading.Thread(target=self._heartbeat, daemon=True).start()
+            return
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            text, age = self.path.read_text(), time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return  # released meanwhile
+        try:
+            holder = json.loads(text)
+        except json.JSONDecodeError:
+            holder = {}  # cut short while being written
+        here = holder.get("host") == socket.gethostname()
+        gone = here and isinstance(holder.get("pid"), int) and not _process_alive(holder["pid"])
+        if gone or age > LOCK_STALE_SECONDS:
+            why = "its process is gone" if gone else f"not refreshed for {age / 60:.0f} min"
+            print(f"Taking over {self.path}, left by a session that ended ({why}).")
+            self.path.unlink(missing_ok=True)
+            return
+        raise RunLocked(
+            f"{self.path.parent} is being trained by another process (pid {holder.get('pid')} on "
+            f"{holder.get('host')}, since {holder.get('since')}; refreshed {age:.0f} s ago). Wait for it to finish, "
+            f"or train elsewhere (another RUN_ROOT). If that session is gone (closed or disconnected), the lock is "
+            f"taken over {LOCK_STALE_SECONDS // 60} min after its last refresh: run again then, or delete "
+            f"{self.path} now."
+        )
+
+    def release(self) -> None:
+        """Remove the lock, and the run folder too if the run never wrote anything into it."""
+        self._stop.set()
+        self.path.unlink(missing_ok=True)
+        try:
+            self.path.parent.rmdir()
+        except OSError:
+            pass
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _git(*args) -> str:

@@ -16,20 +16,25 @@ if __name__ == "__main__":  # the command line: Unsloth must be imported before 
 import argparse
 import dataclasses
 import inspect
-import math
-import time
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
 
 from utils import runs
+from utils.callbacks import (
+    BatchGrader,
+    HeldOutProbe,
+    LiveView,
+    StepLogger,
+    StopOnNonFinite,
+    count_non_finite,
+    quiet_progress,
+)
 from utils.data import build_dataset
-from utils.evaluate import evaluate, probe_config
 from utils.experiments import ExperimentConfig
 from utils.grading import GRADERS
 from utils.model import explain_out_of_memory, pick_dtype
-from utils.rewards import completion_texts, reward_name, split_rewards
+from utils.rewards import reward_name, split_rewards
 from utils.runtime import process_state, world_size
 
 # Fields that may change between a run and its resumption without changing what is trained.
@@ -43,10 +48,8 @@ RESUMABLE_FIELDS = {
     "allow_cpu",
     "live_every",
     "report_to",
+    "run_root",  # a run folder copied or moved (Drive to local disk) resumes where it is
 }
-# What a checkpoint must hold to be resumed from; a save cut short by a disconnect lacks some of it.
-CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
-CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
 
 
 def reward_record(func, weight: float) -> dict:
@@ -58,131 +61,20 @@ def reward_record(func, weight: float) -> dict:
     return {"name": reward_name(func), "weight": weight, "module": getattr(func, "__module__", None), "source": source}
 
 
-class BatchGrader:
-    """A zero-weight 'reward' that grades each training batch and keeps a few completions per step.
-
-    It adds nothing to the reward (its weight is 0), but TRL logs its mean as ``rewards/<name>/mean``: the share of
-    correct completions in the batch under that grader. That is training-batch accuracy, not held-out accuracy.
-    """
-
-    def __init__(self, grader: str, samples_path: Path | None = None, samples_per_step: int = 2):
-        self.__name__ = f"batch_correct_{grader}"
-        self.grade = GRADERS[grader]
-        self.samples_path, self.samples_per_step = samples_path, samples_per_step
-
-    def __call__(self, completions, answer, trainer_state=None, **kwargs) -> list[float]:
-        texts = completion_texts(completions)
-        verdicts = [float(self.grade(text, gold)) for text, gold in zip(texts, answer)]
-        if self.samples_path is not None:
-            step = trainer_state.global_step + 1 if trainer_state is not None else None
-            for text, gold, verdict in list(zip(texts, answer, verdicts))[: self.samples_per_step]:
-                runs.append_row(
-                    self.samples_path, {"step": step, "gold": gold, "correct": bool(verdict), "completion": text}
-                )
-        return verdicts
-
-
-def quiet_progress(trainer) -> None:
-    """Keep the trainer's progress bar but not the metrics it prints (a dict per step) or tabulates in a notebook (a
-    row per step): log.jsonl and the live view have them."""
-    for callback in list(trainer.callback_handler.callbacks):
-        if type(callback).__name__ in ("ProgressCallback", "NotebookProgressCallback"):
-            trainer.remove_callback(callback)
-            trainer.add_callback(type(f"Quiet{type(callback).__name__}", (type(callback),), {"on_log": _no_log})())
-
-
-def _no_log(self, args, state, control, logs=None, **kwargs):
-    pass
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the rewards became NaN or infinite; training stopped before saving the bad step."""
-
-
-class StopOnNonFinite(TrainerCallback):
-    """Stop at the first step whose loss or total reward is NaN/inf, or where a trained reward gave only NaN, before
-    its checkpoint is saved."""
-
-    def __init__(self, cfg: ExperimentConfig, checkpoints: Path, reward_names: list[str]):
-        self.cfg, self.checkpoints = cfg, checkpoints
-        self.watched = ["loss", "reward", *(f"rewards/{name}/mean" for name in reward_names)]
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "train_runtime" in logs:
-            return
-        values = {key: float("nan") if logs[key] is None else logs[key] for key in self.watched if key in logs}
-        bad = [key for key, value in values.items() if not math.isfinite(value)]
-        if bad:
-            last_good = last_complete_checkpoint(self.checkpoints)
-            raise TrainingDiverged(
-                f"Step {state.global_step}: {' and '.join(f'{k} = {values[k]}' for k in bad)}. Training stopped; the "
-                f"last good checkpoint is {last_good or 'none yet'}. Check that every reward returns finite numbers "
-                f"(a rerun as is resumes from that checkpoint), or start a new run (another RUN_ROOT) with "
-                f"precision='fp32' or 'bf16' (now {self.cfg.precision!r}) or a lower learning_rate (now "
-                f"{self.cfg.learning_rate})."
-            )
-
-
-class StepLogger(TrainerCallback):
-    """One JSON row per optimizer step, readable without TensorBoard."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "train_runtime" in logs or not state.is_world_process_zero:
-            return
-        row = {"step": state.global_step, **logs}
-        row["completion_length"] = logs.get("completions/mean_length")
-        for grader in GRADERS:
-            row[f"correct_frac_{grader}"] = logs.get(f"rewards/batch_correct_{grader}/mean")
-        runs.append_row(self.path, row)
-
-
-class HeldOutProbe(TrainerCallback):
-    """Greedy accuracy on a fixed set of test questions every ``cfg.probe_every`` steps, so users see task accuracy
-    move, not only reward."""
-
-    def __init__(self, cfg: ExperimentConfig, tokenizer, backend, path: Path):
-        # The probe generates with the model in training memory; vLLM would need the adapter saved first.
-        self.cfg, self.tokenizer, self.path = probe_config(cfg), tokenizer, path
-        self.backend = dataclasses.replace(backend, fast_inference=False) if backend is not None else None
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if not (
-            self.cfg.probe_every and state.global_step % self.cfg.probe_every == 0 and state.is_world_process_zero
-        ):
-            return
-        summary = evaluate(self.cfg, model, self.tokenizer, backend=self.backend, progress=False, shard=False)
-        row = {
-            "step": state.global_step,
-            "n": summary["n"],
-            "mean_completion_tokens": summary["mean_completion_tokens"],
-            **{f"accuracy_{grader}": summary[f"accuracy_{grader}"] for grader in GRADERS},
-        }
-        runs.append_row(self.path, row)
-        print(
-            f"[probe] step {state.global_step}: held-out accuracy strict {row['accuracy_strict']:.3f}, numeric "
-            f"{row['accuracy_numeric']:.3f} (n={row['n']})"
-        )
-
-
-def grpo_config(cfg: ExperimentConfig, output_dir: Path, backend=None, reward_weights: list[float] | None = None):
-    """Map the experiment config onto TRL's GRPOConfig (see ExperimentConfig.prompts_per_step).
+def grpo_arguments(cfg: ExperimentConfig, output_dir, backend=None, reward_weights: list[float] | None = None) -> dict:
+    """The ``GRPOConfig`` arguments the kit sets, from the experiment config (see ExperimentConfig.prompts_per_step).
 
     Every argument whose default differs between TRL and Unsloth's generated subclass (which ``trl.GRPOConfig`` is
     after ``import unsloth``) is passed explicitly, so both train what the study trained. Mixed precision follows the
     dtype the model was loaded in. With N processes (torchrun / accelerate) each accumulates prompts_per_step / N
-    prompts, so an optimizer step still sees prompts_per_step prompts. ``cfg.trl_args`` go in last, as given.
+    prompts, so an optimizer step still sees prompts_per_step prompts.
     """
-    from trl import GRPOConfig
-
     dtype = str(pick_dtype(cfg.precision)).replace("torch.", "") if backend is None else backend.dtype
     generation_kwargs = {}
     if cfg.min_completion_length:
         key = "min_tokens" if backend is not None and backend.fast_inference else "min_new_tokens"  # vLLM's name
         generation_kwargs[key] = cfg.min_completion_length
-    kit = dict(
+    return dict(
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate,
         optim=cfg.optim,
@@ -221,7 +113,44 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, backend=None, reward_we
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),  # also what makes torchrun on CPU data-parallel (gloo)
     )
-    return GRPOConfig(**{**kit, **cfg.trl_args})
+
+
+# Kit-set GRPOConfig arguments that come from a config field of another name (the rest share the field's name, or
+# are fixed by the kit for every run).
+SET_THROUGH = {
+    "output_dir": "run_root (checkpoints go to <run folder>/checkpoints, where a rerun resumes)",
+    "per_device_train_batch_size": "num_generations and prompts_per_step",
+    "gradient_accumulation_steps": "prompts_per_step",
+    "warmup_steps": "warmup_ratio",
+    "bf16": "precision",
+    "fp16": "precision",
+    "generation_kwargs": "min_completion_length",
+    "reward_weights": "the weights in the reward cell ((function, weight) pairs)",
+}
+
+
+def kit_set_trl_args(cfg: ExperimentConfig) -> list[str]:
+    """What is wrong with ``cfg.trl_args`` naming an argument the kit sets: each with the field to set instead, so
+    that config.json always says what ran."""
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    kit = grpo_arguments(cfg, output_dir=".")
+    problems = []
+    for name in sorted(set(cfg.trl_args) & set(kit)):
+        if name in SET_THROUGH:
+            problems.append(f"trl_args[{name!r}]: set {SET_THROUGH[name]} instead")
+        elif name in fields:
+            problems.append(f"trl_args[{name!r}]: set the config field {name} instead")
+        else:
+            problems.append(f"trl_args[{name!r}]: fixed by the kit for every run (to {kit[name]!r})")
+    return problems
+
+
+def grpo_config(cfg: ExperimentConfig, output_dir, backend=None, reward_weights: list[float] | None = None):
+    """TRL's GRPOConfig: the kit's arguments (``grpo_arguments``) and ``cfg.trl_args``, which may only name arguments
+    the kit does not set (``make_config`` refuses the others), so config.json says what ran."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(**grpo_arguments(cfg, output_dir, backend, reward_weights), **cfg.trl_args)
 
 
 def batch_mapping(cfg: ExperimentConfig) -> dict:
@@ -238,28 +167,24 @@ def batch_mapping(cfg: ExperimentConfig) -> dict:
     }
 
 
-def last_complete_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest checkpoint with every file a resume needs; a save cut short by a disconnect is skipped, loudly."""
-    if not checkpoints.is_dir():
-        return None
-    candidates = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
-    for checkpoint in candidates:
-        missing = [f for f in CHECKPOINT_FILES if not (checkpoint / f).is_file()]
-        if not any((checkpoint / f).is_file() for f in CHECKPOINT_WEIGHTS):
-            missing.append("model weights")
-        if not missing:
-            return checkpoint
-        print(f"Skipping {checkpoint.name}: incomplete (missing {', '.join(missing)}), probably a save cut short.")
-    return None
+def what_reached_trl(args) -> dict:
+    """The batch, precision and every argument as the built GRPOConfig holds them: the record, not a recomputation."""
+    return {
+        "batch": {
+            "world_size": args.world_size,
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "num_generations": args.num_generations,
+            "completions_per_step": args.per_device_train_batch_size
+            * args.gradient_accumulation_steps
+            * args.world_size,
+        },
+        "mixed_precision": "fp16" if args.fp16 else "bf16" if args.bf16 else "no",
+        "grpo_config": args.to_dict(),
+    }
 
 
-def finished(checkpoint: Path) -> bool:
-    """Whether a checkpoint is the last step of its run."""
-    state = runs.read_json(checkpoint / "trainer_state.json")
-    return state["global_step"] >= state["max_steps"]
-
-
-def _check_resumable(cfg: ExperimentConfig, records: list[dict], run_dir: Path) -> None:
+def check_resumable(cfg: ExperimentConfig, records: list[dict], run_dir: Path) -> None:
     """Refuse to resume a run folder trained with another config or other rewards."""
     saved = runs.read_json(run_dir / runs.CONFIG)
     changes = [
@@ -284,41 +209,129 @@ def _check_resumable(cfg: ExperimentConfig, records: list[dict], run_dir: Path) 
         )
 
 
+def check_no_rows_lost(run_dir: Path, resume_step: int, save_steps: int) -> None:
+    """Refuse a rerun that would discard steps a checkpoint should hold: rows after the resumed step are redone only
+    when they are the few an interrupted save interval explains, never when the checkpoints are gone."""
+    logged = max((row.get("step") or 0 for row in runs.read_rows(run_dir / runs.LOG)), default=0)
+    if logged > resume_step + save_steps:
+        where = f"checkpoint-{resume_step}" if resume_step else "no complete checkpoint"
+        raise ValueError(
+            f"{run_dir} logged {logged} steps, but {run_dir / runs.CHECKPOINTS} has {where}: training again would "
+            f"restart at step {resume_step} and drop the rows of steps {resume_step + 1}-{logged}. Put the "
+            "checkpoints back, or start a new run elsewhere (another RUN_ROOT), or delete the run folder."
+        )
+
+
+def check_enough_prompts(cfg: ExperimentConfig, dataset) -> None:
+    """A run that could not make one optimizer step is an error, not a run that 'finished' at step 0."""
+    if len(dataset) < cfg.prompts_per_step:
+        raise ValueError(
+            f"Only {len(dataset)} training prompts are left (train_limit={cfg.train_limit}, prompts longer than "
+            f"max_prompt_length={cfg.max_prompt_length} tokens dropped), and one optimizer step takes "
+            f"prompts_per_step={cfg.prompts_per_step}. Raise train_limit or max_prompt_length, or check the data."
+        )
+
+
+def use_untrained_model_as_reference(trainer) -> None:
+    """The KL reference is the untrained model on every path: the base with the adapter disabled.
+
+    The kit adds its LoRA before training (Unsloth requires it, and the other path does the same so a notebook holds
+    the same model either way). TRL 1.14 reads a ``PeftModel`` passed without ``peft_config`` as a *pretrained*
+    adapter and keeps a frozen copy of it, ``ref``, as the reference. The kit's adapter is always new, so that copy
+    equals the base model; Unsloth's trainer never makes it, and TRL's own ``peft_config`` path disables the adapter
+    instead. Worse, the copy is saved as ``checkpoint-*/ref/``, and transformers then resumes only sub-folder
+    adapters, never the trained one at the checkpoint's root (huggingface/transformers#30478, whose fix #30505 assumes
+    every adapter is in a sub-folder): a resumed run would restart from an untrained adapter. So the copy goes.
+    """
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+
+
+def resumable(trainer_class):
+    """The trainer, resuming every checkpoint this kit wrote: those of kit versions before 2026-12 also hold the
+    ``ref/`` copy (see ``use_untrained_model_as_reference``), beside which transformers would not load the trained
+    adapter; and under torchrun on CPUs (gloo) transformers loads the optimizer onto args.device, ``cpu:0``, which
+    ``torch.load`` cannot map to."""
+
+    class ResumableGRPOTrainer(trainer_class):
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            model = model if model is not None else self.model
+            if (Path(resume_from_checkpoint) / "ref").is_dir() and hasattr(model, "load_adapter"):
+                model.load_adapter(resume_from_checkpoint, "default", is_trainable=True)
+                return
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            if checkpoint is None or torch.cuda.is_available() or world_size() == 1:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            self.optimizer.load_state_dict(
+                torch.load(Path(checkpoint) / "optimizer.pt", map_location="cpu", weights_only=True)
+            )
+            self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
+
+    return ResumableGRPOTrainer
+
+
+def _on_main_then_everywhere(state, action) -> None:
+    """Run ``action`` on the main process; if it raises, raise the same error on every process (a lone failure would
+    leave the others waiting at the next barrier)."""
+    error = None
+    if state.is_main_process:
+        try:
+            action()
+        except Exception as exc:  # re-raised below, on every process
+            error = exc
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        error = broadcast_object_list([error])[0]
+    if error is not None:
+        raise error
+
+
 def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, backend=None, live_view=None) -> Path:
     """Train with GRPO on ``rewards`` (``(function, weight)`` pairs, or functions of weight 1.0), resuming from the
-    run folder's last complete checkpoint if there is one. In a notebook the curves are redrawn every
+    run folder's last complete checkpoint if there is one; a finished run reloads its final weights instead. One
+    trainer per run folder at a time (``runs.TrainingLock``). In a notebook the curves are redrawn every
     ``cfg.live_every`` steps (``live_view`` replaces the notebook display). Returns the run folder."""
-    from trl import GRPOTrainer
-
     cfg.validate()
     funcs, weights = split_rewards(rewards)
     records = [reward_record(f, w) for f, w in zip(funcs, weights)]
     state = process_state()
+    lock = runs.TrainingLock(cfg.run_dir)
+    _on_main_then_everywhere(state, lock.acquire)
+    try:
+        return _train(cfg, model, tokenizer, funcs, weights, records, backend, live_view, state)
+    finally:
+        if state.is_main_process:
+            lock.release()
+
+
+def _train(cfg, model, tokenizer, funcs, weights, records, backend, live_view, state) -> Path:
+    from trl import GRPOTrainer
+
     run_dir, main = cfg.run_dir, state.is_main_process
     checkpoints = run_dir / runs.CHECKPOINTS
     if (run_dir / runs.CONFIG).exists():
-        _check_resumable(cfg, records, run_dir)
-    last_checkpoint = last_complete_checkpoint(checkpoints)
+        check_resumable(cfg, records, run_dir)
+    last_checkpoint = runs.last_complete_checkpoint(checkpoints, report=main)
+    resume_step = runs.checkpoint_step(last_checkpoint) if last_checkpoint else 0
+    check_no_rows_lost(run_dir, resume_step, cfg.save_steps)
+    dataset = build_dataset("train", cfg.one_shot, cfg.data_dir, cfg.train_limit, tokenizer, cfg.max_prompt_length)
+    check_enough_prompts(cfg, dataset)
     state.wait_for_everyone()  # every process has read the run folder before the first one rewrites it
-    resume_step = int(last_checkpoint.name.split("-")[-1]) if last_checkpoint else 0
     log_path, probe_path, samples_path = run_dir / runs.LOG, run_dir / runs.PROBE, run_dir / runs.COMPLETIONS
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir / runs.CONFIG)
-        environment = runs.environment_info(backend and backend.to_dict(), cfg.seed)
-        environment["batch"] = {
-            "world_size": world_size(),
-            **batch_mapping(cfg),
-            "num_generations": cfg.num_generations,
-        }
-        runs.write_json(run_dir / runs.ENVIRONMENT, environment)
+        runs.write_json(run_dir / runs.ENVIRONMENT, runs.environment_info(backend and backend.to_dict(), cfg.seed))
         runs.write_json(run_dir / runs.REWARDS, records)
         for path in (log_path, probe_path, samples_path):
             runs.truncate_rows(path, resume_step)
         if last_checkpoint:
             print(f"Resuming from {last_checkpoint} (step {resume_step}).")
 
-    dataset = build_dataset("train", cfg.one_shot, cfg.data_dir, cfg.train_limit, tokenizer, cfg.max_prompt_length)
     graders = [BatchGrader(name, samples_path if name == "strict" and main else None) for name in GRADERS]
     args = grpo_config(cfg, checkpoints, backend, reward_weights=weights + [0.0] * len(graders))
     callbacks = [StopOnNonFinite(cfg, checkpoints, [reward_name(f) for f in funcs]), StepLogger(log_path)]
@@ -326,17 +339,17 @@ def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, backend=None, 
         callbacks.append(HeldOutProbe(cfg, tokenizer, backend, probe_path))
     if cfg.live_every and main:
         callbacks.append(LiveView(run_dir, cfg.live_every, show=live_view))
-    trainer_class = GRPOTrainer if torch.cuda.is_available() or world_size() == 1 else resumable_on_cpus(GRPOTrainer)
-    trainer = trainer_class(
+    trainer = resumable(GRPOTrainer)(
         model=model,
-        reward_funcs=funcs + graders,
+        reward_funcs=[count_non_finite(f) for f in funcs] + graders,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    use_untrained_model_as_reference(trainer)
     quiet_progress(trainer)
-    if last_checkpoint and finished(last_checkpoint):  # resuming there would train one step past the end
+    if last_checkpoint and runs.finished(last_checkpoint):  # resuming there would train one step past the end
         print(f"{run_dir} finished training at step {resume_step}: loading its weights instead of training.")
         trainer._load_from_checkpoint(str(last_checkpoint))
     else:
@@ -345,98 +358,24 @@ def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, backend=None, 
     trainer.save_model(str(run_dir / (runs.ADAPTER if cfg.lora_rank else runs.FULL_MODEL)))
     if main:
         environment = runs.read_json(run_dir / runs.ENVIRONMENT)
-        runs.write_json(run_dir / runs.ENVIRONMENT, {**environment, "trainer": what_ran(trainer)})
+        runs.write_json(
+            run_dir / runs.ENVIRONMENT,
+            {**environment, **what_reached_trl(args), "trainer": what_ran(trainer, GRPOTrainer)},
+        )
     return run_dir
 
 
-def resumable_on_cpus(trainer_class):
-    """The trainer, able to resume under torchrun on CPUs (gloo): transformers loads the optimizer onto args.device,
-    ``cpu:0`` there, which ``torch.load`` cannot map to. GPUs need none of this."""
-
-    class CPUDistributedGRPOTrainer(trainer_class):
-        def _load_optimizer_and_scheduler(self, checkpoint):
-            if checkpoint is None:
-                return
-            self.optimizer.load_state_dict(
-                torch.load(Path(checkpoint) / "optimizer.pt", map_location="cpu", weights_only=True)
-            )
-            self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
-
-    return CPUDistributedGRPOTrainer
-
-
-def what_ran(trainer) -> dict:
-    """The trainer class, optimizer and attention that actually ran (Unsloth patches all three when imported first)."""
+def what_ran(trainer, trainer_class) -> dict:
+    """The trainer class, optimizer and attention that actually ran (Unsloth patches all three when imported first;
+    ``trainer_class`` is what ``trl.GRPOTrainer`` was, before the kit's ``resumable`` subclass)."""
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps the optimizer
     return {
-        "trainer_class": f"{type(trainer).__module__}.{type(trainer).__name__}",
-        "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__name__}",
+        "trainer_class": f"{trainer_class.__module__}.{trainer_class.__name__}",
+        "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__name__}" if optimizer is not None else None,
         "optim": trainer.args.optim,
         "attention": getattr(trainer.model.config, "_attn_implementation", None),
         "mixed_precision": "fp16" if trainer.args.fp16 else "bf16" if trainer.args.bf16 else "no",
     }
-
-
-class LiveView(TrainerCallback):
-    """Redraw the run's curves in the notebook every ``every`` steps with the elapsed time and an ETA. One figure,
-    updated in place, so a saved notebook (papermill) keeps just the last; outside a notebook it draws nothing."""
-
-    def __init__(self, run_dir: Path, every: int, show=None):
-        self.run_dir, self.every = run_dir, every
-        self.show = show if show is not None else notebook_figure()
-        self.drawn: list[int] = []
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started, self.first_step = time.time(), state.global_step
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "train_runtime" not in logs and state.global_step % self.every == 0:
-            self.draw(state)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if state.global_step not in self.drawn:
-            self.draw(state)
-
-    def draw(self, state):
-        if self.show is None or not state.is_world_process_zero:
-            return
-        import matplotlib.pyplot as plt
-
-        from utils.analysis import plot_run
-
-        elapsed, done = time.time() - self.started, state.global_step - self.first_step
-        eta = elapsed / done * (state.max_steps - state.global_step) if done else float("nan")
-        title = f"step {state.global_step}/{state.max_steps}: elapsed {_minutes(elapsed)}, ETA {_minutes(eta)}"
-        fig = plot_run(self.run_dir, title=title)
-        self.show(fig)
-        plt.close(fig)
-        self.drawn.append(state.global_step)
-
-
-def _minutes(seconds: float) -> str:
-    return "unknown" if not math.isfinite(seconds) else f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
-def notebook_figure():
-    """A function that shows a figure in the running notebook, replacing the one it showed before; None outside a
-    notebook kernel."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-    except ImportError:
-        return None
-    if get_ipython() is None or not hasattr(get_ipython(), "kernel"):
-        return None
-    handle = None
-
-    def show(fig):
-        nonlocal handle
-        if handle is None:
-            handle = display(fig, display_id=True)
-        else:
-            handle.update(fig)
-
-    return show
 
 
 def parse_overrides(pairs: list[str]) -> dict:
