@@ -3,16 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from utils.analysis import (
-    STUDY_LOGS,
-    claim_verdict,
-    compare_evals,
-    load_run_logs,
-    load_study_runs,
-    penalty_evidence,
-    study_comparison,
-    summary_table,
-)
+from utils.analysis import compare_evals
+from utils.logs import load_run_logs
+from utils.study import STUDY_LOGS, claim_verdict, load_study_runs, penalty_evidence, study_comparison, summary_table
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +65,9 @@ def test_paired_differences_match_an_independent_reanalysis(comparison):
 
 
 def test_intervals_are_steady_across_bootstrap_seeds():
-    from utils.analysis import between, study_experiments
+    from utils.analysis import between
     from utils.stats import paired_block_bootstrap
+    from utils.study import study_experiments
 
     runs = study_experiments(load_study_runs())
     a, b = (between(runs[e], 401, 1418).set_index("step")["accuracy"] for e in ("Exp2", "Exp4"))
@@ -151,10 +145,10 @@ def test_compare_evals_pairs_questions(tmp_path):
 
     a = write("a", [True] * 12 + [False] * 8, [100] * 20)
     b = write("b", [True] * 2 + [False] * 18, [80] * 20)
-    result = compare_evals(a, b)
-    assert result["n"] == 20 and result["accuracy_difference"] == pytest.approx(0.5)
+    result = compare_evals(a, b)  # B - A, like every difference the kit reports
+    assert result["n"] == 20 and result["accuracy_difference"] == pytest.approx(-0.5)
     assert (result["only_a_correct"], result["only_b_correct"]) == (10, 0) and result["mcnemar_p_value"] < 0.01
-    assert result["length_difference"]["difference"] == 20
+    assert result["length_difference"]["difference"] == -20
 
 
 def test_readme_and_study_comparison_are_generated_from_the_data():

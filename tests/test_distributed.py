@@ -14,13 +14,41 @@ from utils.train import parse_overrides
 
 
 @pytest.mark.bad_input
-def test_set_reaches_any_config_field_and_names_the_valid_ones():
+def test_set_reads_each_value_as_its_fields_type():
     overrides = parse_overrides(["max_steps=200", "precision=fp16", 'trl_args={"epsilon": 0.3}', "eval_limit=null"])
     assert overrides == {"max_steps": 200, "precision": "fp16", "trl_args": {"epsilon": 0.3}, "eval_limit": None}
-    with pytest.raises(SystemExit, match=r"unknown config field\(s\) \['max_step'\]; valid ones: .*max_steps"):
-        parse_overrides(["max_step=3"])
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
-        parse_overrides(["max_steps"])
+    flags = parse_overrides(["one_shot=False", "gradient_checkpointing=false", "load_in_4bit=0", "learning_rate=1e-5"])
+    assert flags == {"one_shot": False, "gradient_checkpointing": False, "load_in_4bit": False, "learning_rate": 1e-5}
+    assert parse_overrides(["ood_eval_limit=null"]) == {"ood_eval_limit": None}  # None: every question
+    assert parse_overrides(["data_dir=~/gsm8k"]) == {"data_dir": "~/gsm8k"}  # expanded when the config is made
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    "pair, message",
+    [
+        ("max_step=3", r"unknown config field 'max_step' \(did you mean 'max_steps'\?\); see --help"),
+        ("max_steps", "KEY=VALUE"),
+        ("one_shot=maybe", r"--set one_shot=maybe: use True or False"),
+        ("max_steps=ten", r"--set max_steps=ten: use -1 \(train num_train_epochs\) or a whole number >= 1"),
+        ("max_steps=null", r"--set max_steps=null: use -1"),  # None is not allowed here
+        ("trl_args=epsilon=0.3", r"--set trl_args=epsilon=0.3: use a dict \(a JSON object on the command line\)"),
+    ],
+)
+def test_set_refuses_a_value_its_field_cannot_take(pair, message):
+    with pytest.raises(SystemExit, match=message):
+        parse_overrides([pair])
+
+
+@pytest.mark.bad_input
+def test_help_lists_every_config_field_with_its_default(capsys):
+    from utils.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "one_shot (from the experiment): add the study's one-shot example" in out
+    assert "learning_rate (default 5e-06)" in out and "ood_eval_limit (default 300)" in out
 
 
 def command(run_root, *extra, processes=1):

@@ -19,7 +19,7 @@ def test_unknown_experiment():
 
 @pytest.mark.bad_input
 def test_unknown_config_field():
-    with pytest.raises(TypeError, match="Unknown config fields \\['learning_rat'\\]"):
+    with pytest.raises(TypeError, match="Unknown config fields 'learning_rat' \\(did you mean 'learning_rate'\\?\\)"):
         make_config("exp2_oneshot", learning_rat=1e-5)
 
 
@@ -48,6 +48,25 @@ BAD_SETTINGS = [
     (dict(trl_args={"output_dir": "elsewhere"}), r"trl_args\['output_dir'\]: set run_root .* instead"),
     (dict(trl_args={"learning_rate": 1e-3}), r"trl_args\['learning_rate'\]: set the config field learning_rate"),
     (dict(trl_args={"top_p": 0.9}), r"trl_args\['top_p'\]: fixed by the kit for every run \(to 1.0\)"),
+    # numbers written as strings: named, with the fix
+    (dict(learning_rate="5e-6"), r"learning_rate='5e-6': use a number > 0 \(write it without quotes: 5e-6\)"),
+    (dict(temperature="0.7"), r"temperature='0.7': use a number > 0 \(write it without quotes: 0.7\)"),
+    (dict(gpu_memory_utilization="0.5"), r"gpu_memory_utilization='0.5': use a number > 0 and < 1 \(write it"),
+    (dict(seed="42"), r"seed='42': use a whole number >= 0 and <= 4294967295 \(write it without quotes: 42\)"),
+    (dict(seed=-1), r"seed=-1: use a whole number >= 0"),
+    (dict(one_shot="False"), r"one_shot='False': use True or False"),
+    # what TRL and transformers accept, asked of them, with the closest valid value
+    (dict(loss_type="dr-grpo"), r"loss_type='dr-grpo': choose one of .*dr_grpo.* \(did you mean 'dr_grpo'\?\)"),
+    (dict(report_to="tensorbord"), r"report_to='tensorbord': choose one of .*\(did you mean 'tensorboard'\?\)"),
+    (dict(optim="adamw"), r"optim='adamw': choose one of .*\(did you mean 'adamw_torch'\?\)"),
+    (dict(lr_scheduler_type="cosin"), r"lr_scheduler_type='cosin': choose one of .*\(did you mean 'cosine'\?\)"),
+    (dict(top_k=2.5), r"top_k=2.5: use a whole number >= 0"),
+    (dict(trl_args="epsilon=0.3"), r"trl_args='epsilon=0.3': use a dict \(a JSON object on the command line\)"),
+    (dict(trl_args={"epsilon": "0.3"}), r"trl_args\['epsilon'\]='0.3': TRL expects a number"),
+    (
+        dict(model_name="Qwen/Qwen2.5-0.5B-instruct"),
+        r"hub cannot be reached .*did you mean 'Qwen/Qwen2.5-0.5B-Instruct'",
+    ),
 ]
 
 
@@ -56,6 +75,51 @@ BAD_SETTINGS = [
 def test_impossible_settings(overrides, message):
     with pytest.raises(ValueError, match=message):
         make_config("exp2_oneshot", **overrides)
+
+
+@pytest.mark.bad_input
+def test_an_experiment_typo_suggests_the_closest():
+    with pytest.raises(KeyError, match="Unknown experiment 'exp2_onesht'.*Did you mean 'exp2_oneshot'"):
+        make_config("exp2_onesht")
+
+
+@pytest.mark.bad_input
+def test_overrides_set_none_where_the_field_allows_it():
+    cfg = make_config("exp2_oneshot", eval_limit=None, overrides={"ood_eval_limit": None})
+    assert cfg.ood_eval_limit is None  # None: every question; a None keyword (a notebook parameter) means default
+    assert make_config("exp2_oneshot", ood_eval_limit=None).ood_eval_limit == 300
+
+
+@pytest.mark.bad_input
+def test_a_field_set_twice_names_both_places():
+    with pytest.raises(TypeError, match=r"Set twice: max_steps as 5 and in OVERRIDES as 10.*one place"):
+        make_config("exp2_oneshot", max_steps=5, overrides={"max_steps": 10})
+    with pytest.raises(TypeError, match="OVERRIDES .* must be a dict"):
+        make_config("exp2_oneshot", overrides=[("max_steps", 10)])
+
+
+@pytest.mark.bad_input
+def test_home_and_variables_are_expanded_in_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DATA", str(tmp_path / "data"))
+    shutil.copytree(SAMPLE_DATA_DIR, tmp_path / "gsm8k")
+    shutil.copytree(SAMPLE_DATA_DIR, tmp_path / "data")
+    cfg = make_config("exp2_oneshot", run_root="~/runs", data_dir="~/gsm8k")
+    assert cfg.run_root == str(tmp_path / "runs") and cfg.data_dir == str(tmp_path / "gsm8k")
+    assert make_config("exp2_oneshot", data_dir="$DATA").data_dir == str(tmp_path / "data")
+
+
+@pytest.mark.bad_input
+def test_a_config_made_directly_or_loaded_is_checked_the_same(tmp_path):
+    from utils.experiments import ExperimentConfig
+
+    with pytest.raises(ValueError, match="num_generations=1: use a whole number >= 2"):
+        ExperimentConfig(name="mine", one_shot=True, reward_set="standard", num_generations=1)
+    (tmp_path / "config.json").write_text(
+        json.dumps(dict(make_config("exp2_oneshot").to_dict(), max_completion_length="786"))
+    )
+    with pytest.raises(ValueError, match="max_completion_length='786': use a whole number >= 1"):
+        ExperimentConfig.load(tmp_path / "config.json")
 
 
 @pytest.mark.bad_input
@@ -72,12 +136,62 @@ def test_missing_data_folder_is_named_when_the_config_is_made(tmp_path):
 
 
 @pytest.mark.bad_input
-def test_an_empty_training_file_is_found_when_the_config_is_made(tmp_path):
+@pytest.mark.parametrize("split, text", [("train", ""), ("test", "\n")])
+def test_an_empty_data_file_is_found_when_the_config_is_made(tmp_path, split, text):
+    """An empty training file would 'train' zero steps; an empty test file would report accuracy over n = 0."""
     data_dir = tmp_path / "data"
     shutil.copytree(SAMPLE_DATA_DIR, data_dir)
-    (data_dir / "train.jsonl").write_text("")
-    with pytest.raises(ValueError, match="train.jsonl has no questions"):
+    (data_dir / f"{split}.jsonl").write_text(text)
+    with pytest.raises(ValueError, match=f"{split}.jsonl has no questions"):
         make_config("exp2_oneshot", data_dir=str(data_dir))
+
+
+@pytest.mark.bad_input
+def test_gsm8k_dir_is_checked_when_the_config_is_made(tmp_path, monkeypatch):
+    monkeypatch.setenv("GSM8K_DIR", str(corrupt_copy(tmp_path, "train", 17, '{"question": "q", "answer": "cut')))
+    with pytest.raises(ValueError, match=r"train.jsonl, line 17: not valid JSON"):
+        make_config("exp2_oneshot")
+
+
+@pytest.mark.bad_input
+def test_a_compressed_or_non_utf8_data_file_is_named(tmp_path):
+    import gzip
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA_DIR, data_dir)
+    original = (data_dir / "train.jsonl").read_bytes()
+    (data_dir / "train.jsonl").write_bytes(gzip.compress(original))
+    with pytest.raises(ValueError, match=r"train.jsonl is gzip-compressed, not JSON lines: decompress it first"):
+        make_config("exp2_oneshot", data_dir=str(data_dir))
+    lines = original.decode().splitlines()
+    lines[4] = json.dumps({"question": "It costs \u2013 well, 5", "answer": "#### 5"}, ensure_ascii=False)
+    (data_dir / "train.jsonl").write_bytes("\n".join(lines).encode("cp1252") + b"\n")
+    with pytest.raises(ValueError, match=r"train.jsonl, line 5: not UTF-8 text \(byte 0x96\); save the file as UTF-8"):
+        make_config("exp2_oneshot", data_dir=str(data_dir))
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        ("So 5.\n#### ", r"line 3: the answer after '####' is empty, so an empty answer would be graded correct"),
+        ("So five.\n#### five", r"line 3: the answer after '####' is 'five', not a number"),
+    ],
+)
+def test_golds_no_answer_could_match_are_refused(tmp_path, answer, message):
+    data_dir = corrupt_copy(tmp_path, "test", 3, json.dumps({"question": "q", "answer": answer}))
+    with pytest.raises(ValueError, match=message):
+        make_config("exp2_oneshot", data_dir=str(data_dir))
+
+
+@pytest.mark.bad_input
+def test_a_unicode_minus_in_a_gold_is_read_as_a_minus(tmp_path):
+    from utils.data import load_gsm8k
+    from utils.grading import is_correct_strict
+
+    data_dir = corrupt_copy(tmp_path, "test", 3, json.dumps({"question": "q", "answer": "So.\n#### \u22125"}))
+    gold = load_gsm8k("test", make_config("exp2_oneshot", data_dir=str(data_dir)).data_dir)["answer"][2]
+    assert gold == "-5" and is_correct_strict("<answer>\n-5\n</answer>", gold)
 
 
 def corrupt_copy(tmp_path, split, line_number, text):

@@ -41,7 +41,7 @@ def test_unsloth_lora_trains_and_evaluates(tmp_path, precision):
     model, tokenizer, backend = load_model(cfg)
     assert backend.name == "unsloth"
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
-    run_dir = train(cfg, model, tokenizer, build_rewards(cfg.reward_set, tokenizer), backend)
+    run_dir = train(cfg, model, tokenizer, build_rewards(cfg.reward_set, tokenizer, **cfg.reward_settings), backend)
     after = dict(model.named_parameters())
     assert before and any(not torch.equal(before[n], after[n]) for n in before), "LoRA weights did not change"
     assert [r["step"] for r in runs.read_rows(run_dir / runs.LOG)] == [1, 2]

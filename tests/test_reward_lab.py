@@ -122,10 +122,13 @@ def test_table_scores_user_completions_and_custom_rewards():
 
 
 def test_length_curves_show_the_penalty(tokenizer):
-    cosine = R.build_rewards("cosine_penalty", tokenizer)[4:5] + R.build_rewards("cosine_no_penalty", tokenizer)[4:5]
-    curves = length_curves(cosine, lengths=[0, 400, 800])
+    [(penalty, _)] = R.build_rewards("cosine_penalty", tokenizer)[4:5]
+    [(no_penalty, _)] = R.build_rewards("cosine_no_penalty", tokenizer)[4:5]
+    no_penalty.__name__ = "cosine_without_penalty"  # two rewards need two names
+    curves = length_curves([penalty, no_penalty], lengths=[0, 400, 800])
     wrong = curves[curves.answer == "wrong"].groupby("reward")["value"].apply(list).to_dict()
-    assert wrong["cosine_length_reward_func"][0] < -4.9  # penalty: the first set's wrong answers start near -5 ...
+    assert wrong["cosine_length_reward_func"][0] < -4.9  # penalty: wrong answers start near -5 ...
+    assert wrong["cosine_without_penalty"] == [0.0, 0.0, 0.0]
     right = curves[(curves.answer == "correct") & (curves.reasoning_tokens == 800)]["value"]
     assert (right.abs() < 0.2).all()  # ... and correct answers decay to ~0 at max_len
 
@@ -141,3 +144,43 @@ def test_run_completions_reads_a_run_folder(tmp_path):
     )
     table = reward_table([R.correctness_reward_func], run_completions(tmp_path))
     assert table.iloc[0]["correctness_reward_func"] == 1.0
+
+
+@pytest.mark.bad_input
+def test_the_lab_passes_what_training_passes_so_valid_rewards_pass():
+    """Rewards that read another dataset column or the trainer's state are valid: the lab must not reject them."""
+    from utils.experiments import make_config
+    from utils.reward_lab import training_rows
+
+    def longer_than_the_reference(completions, solution, **kwargs):
+        return [float(len(c[0]["content"]) > len(s)) for c, s in zip(completions, solution)]
+
+    def anneals(completions, trainer_state, **kwargs):
+        return [1.0 - trainer_state.global_step / trainer_state.max_steps] * len(completions)
+
+    check_reward_funcs([longer_than_the_reference, anneals], training_rows(make_config("exp2_oneshot", smoke=True)))
+
+
+@pytest.mark.bad_input
+def test_a_reward_returning_a_dict_is_refused():
+    def scores_by_index(completions, **kwargs):
+        return {i: 0.0 for i in range(len(completions))}
+
+    with pytest.raises(RewardCheckError, match=r"'scores_by_index' returned a dict .*Expected: a list with one float"):
+        check_reward_funcs([scores_by_index])
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    "rewards, error, message",
+    [
+        ([(2.0, R.correctness_reward_func)], TypeError, r"is written \(weight, function\): write it as "),
+        ([(R.correctness_reward_func, None)], TypeError, r"correctness_reward_func has the weight None: give it a "),
+        ([(R.int_reward_func, "2")], TypeError, r"int_reward_func has the weight '2'"),
+        ([R.int_reward_func, (R.int_reward_func, 2.0)], ValueError, r"Two rewards are named int_reward_func: .*own"),
+        ([lambda completions, **kw: [0.0], lambda completions, **kw: [1.0]], ValueError, r"named <lambda>"),
+    ],
+)
+def test_a_reward_cell_mistake_names_the_reward(rewards, error, message):
+    with pytest.raises(error, match=message):
+        check_reward_funcs(rewards)

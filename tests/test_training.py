@@ -6,14 +6,13 @@ import math
 import os
 import socket
 import sys
-import types
 
 import pytest
 import torch
 from weights import assert_same_weights, saved_weights, weight_files, weights_in_memory
 
 from utils import runs
-from utils.callbacks import BatchGrader, TrainingDiverged
+from utils.callbacks import TrainingDiverged
 from utils.evaluate import evaluate
 from utils.experiments import make_config
 from utils.model import load_model
@@ -404,151 +403,3 @@ def test_grpo_raises_a_learnable_reward(tmp_path):
     train(cfg, model, tokenizer, [low_token_share], backend)
     after = expected_low_token_share(model, tokenizer, prompts)
     assert after > before + 0.03, f"expected reward did not rise: {before:.3f} -> {after:.3f}"
-
-
-def test_evaluation_marks_completions_that_hit_the_limit_as_truncated(tmp_path, monkeypatch):
-    """Greedy generation is faked so one completion stops with EOS and one runs into the token limit."""
-    cfg = tiny_config(tmp_path, eval_max_new_tokens=5, eval_limit=2)
-    model, tokenizer, backend = load_model(cfg)
-    word = tokenizer.encode("7")[0]
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-
-    def fake_generate(input_ids, **kwargs):
-        new = torch.tensor([[word, eos, pad, pad, pad], [word] * 5])[: len(input_ids)]
-        return torch.cat([input_ids, new], dim=1)
-
-    monkeypatch.setattr(model, "generate", fake_generate)
-    summary = evaluate(cfg, model, tokenizer, tmp_path / "eval", backend, progress=False)
-    records = runs.read_rows(tmp_path / "eval" / runs.EVAL)
-    assert [(r["completion_tokens"], r["truncated"]) for r in records] == [(2, False), (5, True)]
-    assert summary["truncated_share"] == 0.5 and summary["n"] == 2
-    assert [r["completion"] for r in records] == ["7", "77777"]
-    # the declared graders, imported by name, give the recorded verdicts
-    for name, path in summary["graders"].items():
-        module, function = path.rsplit(".", 1)
-        grader = getattr(__import__(module, fromlist=[function]), function)
-        assert [grader(r["completion"], r["gold"]) for r in records] == [r[f"correct_{name}"] for r in records]
-
-
-def test_vllm_outputs_are_parsed_with_the_adapter(tmp_path, monkeypatch):
-    """The vLLM path with a fake engine: text, token count and truncation come from vLLM's output objects."""
-    from utils.evaluate import generate_completions
-    from utils.model import Backend
-
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=lambda **kw: kw))
-    seen = {}
-
-    class FakeEngine:
-        def load_lora(self, path):
-            seen["lora"] = path
-            return "lora-request"
-
-        def fast_generate(self, texts, sampling_params, lora_request, use_tqdm):
-            seen.update(params=sampling_params, lora_request=lora_request, n=len(texts))
-            finished = types.SimpleNamespace(text="<answer>\n7\n</answer>", token_ids=[1, 2, 3], finish_reason="stop")
-            cut = types.SimpleNamespace(text="step step", token_ids=[4] * 9, finish_reason="length")
-            return [types.SimpleNamespace(outputs=[o]) for o in (finished, cut)]
-
-    (tmp_path / "adapter").mkdir()
-    backend = Backend(name="unsloth", model_name="m", device="cuda", dtype="float16", fast_inference=True)
-    prompts = [[{"role": "user", "content": "q1"}], [{"role": "user", "content": "q2"}]]
-    from utils.model import load_tokenizer
-
-    out = generate_completions(
-        FakeEngine(), load_tokenizer("tiny"), prompts, 9, backend=backend, lora_path=tmp_path / "adapter"
-    )
-    assert out == [("<answer>\n7\n</answer>", 3, False), ("step step", 9, True)]
-    assert seen == {
-        "lora": str(tmp_path / "adapter"),
-        "params": {"temperature": 0.0, "max_tokens": 9},
-        "lora_request": "lora-request",
-        "n": 2,
-    }
-
-
-def test_batch_grader_writes_sampled_completions(tmp_path):
-    grader = BatchGrader("strict", tmp_path / runs.COMPLETIONS, samples_per_step=2)
-    state = types.SimpleNamespace(global_step=6)
-    completions = [[{"role": "assistant", "content": t}] for t in ("<answer>\n5\n</answer>", "5", "no")]
-    assert grader(completions, answer=["5", "4", "5"], trainer_state=state) == [1.0, 0.0, 0.0]
-    assert runs.read_rows(tmp_path / runs.COMPLETIONS) == [
-        {"step": 7, "gold": "5", "correct": True, "completion": "<answer>\n5\n</answer>"},
-        {"step": 7, "gold": "4", "correct": False, "completion": "5"},
-    ]
-
-
-# Defaults of Unsloth 2026.10.9's generated GRPOConfig subclass (unsloth/models/rl.py) that differ from TRL's: what
-# ``trl.GRPOConfig`` becomes after ``import unsloth``.
-UNSLOTH_DEFAULTS = dict(
-    optim="adamw_8bit",
-    torch_empty_cache_steps=250,
-    weight_decay=0.001,
-    learning_rate=5e-5,
-    lr_scheduler_type="linear",
-    warmup_steps=0.1,
-    seed=3407,
-    gradient_accumulation_steps=2,
-    per_device_train_batch_size=4,
-    max_grad_norm=1.0,
-    adam_beta2=0.999,
-    gradient_checkpointing=True,
-    logging_nan_inf_filter=False,
-    beta=0.05,
-    temperature=1.0,
-    top_k=0,
-    num_generations=8,
-    max_completion_length=512,
-    num_train_epochs=3.0,
-    logging_steps=1,
-    report_to="none",
-    save_steps=500,
-    generation_kwargs={},
-)
-
-
-@pytest.mark.parametrize("unsloth_imported", [False, True])
-def test_grpo_config_reproduces_the_studys_logged_arguments(tmp_path, monkeypatch, unsloth_imported):
-    """The study's TRL 0.14 arguments (utils/assets/study_args.json), mapped onto today's TRL, whether or not
-    Unsloth's subclass with its own defaults has replaced ``trl.GRPOConfig``."""
-    import trl
-
-    from utils import REPO_ROOT
-    from utils.train import grpo_config
-
-    if unsloth_imported:
-
-        class UnslothGRPOConfig(trl.GRPOConfig):
-            def __init__(self, **kwargs):
-                super().__init__(**{**UNSLOTH_DEFAULTS, **kwargs})
-
-        monkeypatch.setattr(trl, "GRPOConfig", UnslothGRPOConfig)
-    study = json.loads((REPO_ROOT / "utils" / "assets" / "study_args.json").read_text())["args"]
-    cfg = make_config("exp2_oneshot")
-    args = grpo_config(cfg, tmp_path)
-    for key in (
-        "learning_rate",
-        "adam_beta1",
-        "adam_beta2",
-        "weight_decay",
-        "max_grad_norm",
-        "num_generations",
-        "max_completion_length",
-        "num_train_epochs",
-        "beta",
-        "temperature",
-        "seed",
-        "logging_steps",
-        "optim",
-    ):
-        assert getattr(args, key) == study[key], key
-    assert str(args.lr_scheduler_type) == f"SchedulerType.{study['lr_scheduler_type'].upper()}"
-    assert args.warmup_steps == study["warmup_ratio"]  # transformers 5: a float below 1 is a ratio
-    assert cfg.max_prompt_length == study["max_prompt_length"]
-    # TRL 0.14 counted prompts per batch: 1 prompt x 4 accumulation steps x 4 generations = 16 completions per step.
-    study_completions = (
-        study["per_device_train_batch_size"] * study["gradient_accumulation_steps"] * study["num_generations"]
-    )
-    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == study_completions
-    assert args.top_k == 50 and args.loss_type == "grpo" and args.gradient_checkpointing is False
-    assert args.torch_empty_cache_steps is None and args.logging_nan_inf_filter is False
-    assert args.save_steps == cfg.save_steps and args.generation_kwargs == {}

@@ -93,7 +93,8 @@ def _worker(
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         started = time.time()
-        run_dir = train(cfg, model, tokenizer, build_rewards(cfg.reward_set, tokenizer), backend)
+        rewards = build_rewards(cfg.reward_set, tokenizer, **cfg.reward_settings)
+        run_dir = train(cfg, model, tokenizer, rewards, backend)
         wall = time.time() - started
         rows = runs.read_rows(run_dir / runs.LOG)
         step_times = [r["step_time"] for r in rows[1:]] or [r["step_time"] for r in rows]  # the first step warms up

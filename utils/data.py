@@ -11,7 +11,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from utils import REPO_ROOT
-from utils.grading import extract_hash_answer
+from utils.grading import extract_hash_answer, parse_value
 from utils.prompts import build_prompt
 from utils.runs import read_jsonl
 
@@ -36,8 +36,16 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
-def _missing_final_answer(row: dict) -> str | None:
-    return None if extract_hash_answer(row["answer"]) is not None else "the solution has no '#### <answer>' line"
+def _gold_problem(row: dict) -> str | None:
+    """What makes a GSM8K row's gold answer ungradable: none, empty, or not a number."""
+    gold = extract_hash_answer(row["answer"])
+    if gold is None:
+        return "the solution has no '#### <answer>' line"
+    if not gold:
+        return "the answer after '####' is empty, so an empty answer would be graded correct"
+    if parse_value(gold) is None:
+        return f"the answer after '####' is {gold!r}, not a number"
+    return None
 
 
 def _from_rows(rows: list[dict]) -> Dataset:
@@ -59,7 +67,7 @@ def read_local_gsm8k(split: str, data_dir) -> list[dict]:
             f"DATA_DIR (data_dir) {data_dir}: {path} does not exist. Point it at a folder with GSM8K's train.jsonl "
             "and test.jsonl, or set it to None to load GSM8K from the hub."
         )
-    return read_jsonl(path, GSM8K_FIELDS, check=_missing_final_answer)
+    return read_jsonl(path, GSM8K_FIELDS, check=_gold_problem)
 
 
 def check_data_dir(data_dir) -> None:

@@ -116,7 +116,7 @@ def summarize(records: list[dict]) -> dict:
     return summary
 
 
-def eval_limit(cfg, name: str) -> int | None:
+def questions_limit(cfg, name: str) -> int | None:
     """How many questions of a set to evaluate: ``eval_limit`` for GSM8K, ``ood_eval_limit`` for the others."""
     return cfg.eval_limit if name == "gsm8k" else cfg.ood_eval_limit
 
@@ -155,12 +155,14 @@ def evaluate(
     cfg, model, tokenizer, out_dir=None, backend=None, lora_path=None, progress=True, eval_set_name="gsm8k", shard=True
 ) -> dict:
     """Evaluate on an evaluation set (``utils.data.EVAL_SETS``; GSM8K's test split by default) with the experiment's
-    prompt, on its first ``eval_limit(cfg, eval_set_name)`` questions; writes the set's records and summary to
+    prompt, on its first ``questions_limit(cfg, eval_set_name)`` questions; writes the set's records and summary to
     ``out_dir``. Under torchrun each process generates a shard and the first writes the gathered records (every
     process must call it then; ``shard=False`` evaluates in this process alone)."""
     name = eval_set(eval_set_name).name
-    limit = eval_limit(cfg, name)
+    limit = questions_limit(cfg, name)
     dataset = build_eval_dataset(name, cfg.one_shot, cfg.data_dir, limit)
+    if len(dataset) == 0:
+        raise ValueError(f"The evaluation set {name} has no questions: check its data (data_dir={cfg.data_dir!r}).")
     rank, processes = _process_group() if shard else (0, 1)
     mine = dataset.select(range(rank, len(dataset), processes))
     started = time.time()
@@ -218,7 +220,7 @@ def evaluate(
 
 def evaluated_sets(cfg) -> list[str]:
     """The sets a notebook evaluates: GSM8K's test split, and the out-of-distribution sets unless switched off."""
-    return [name for name in EVAL_SETS if eval_limit(cfg, name) != 0]
+    return [name for name in EVAL_SETS if questions_limit(cfg, name) != 0]
 
 
 def evaluate_all(cfg, model, tokenizer, out_dir, backend=None, lora_path=None) -> dict:
@@ -243,7 +245,7 @@ def evaluate_baseline(cfg, model, tokenizer, backend=None) -> dict:
     for name in evaluated_sets(cfg):
         path = out_dir / runs.eval_files(name)[1]
         saved = runs.read_json(path) if path.exists() else {}
-        dataset = build_eval_dataset(name, cfg.one_shot, cfg.data_dir, eval_limit(cfg, name))
+        dataset = build_eval_dataset(name, cfg.one_shot, cfg.data_dir, questions_limit(cfg, name))
         if saved.get("identity") == evaluation_identity(cfg, backend, name, dataset):
             print(f"Baseline on {name} already evaluated in {out_dir}.")
             summaries[name] = saved
@@ -311,7 +313,8 @@ ASSUMED_T4_SECONDS_PER_DECODE_STEP = 0.025
 def evaluation_minutes_estimate(cfg) -> dict:
     """Estimated minutes to evaluate one model on every evaluated set on a T4, with the arithmetic."""
     questions = {
-        name: min(eval_limit(cfg, name) or EVAL_SETS[name].size, EVAL_SETS[name].size) for name in evaluated_sets(cfg)
+        name: min(questions_limit(cfg, name) or EVAL_SETS[name].size, EVAL_SETS[name].size)
+        for name in evaluated_sets(cfg)
     }
     batches = sum(-(-n // cfg.eval_batch_size) for n in questions.values())
     minutes = batches * cfg.eval_max_new_tokens * ASSUMED_T4_SECONDS_PER_DECODE_STEP / 60

@@ -37,10 +37,11 @@ def extract_xml_answer(text: str) -> str:
 
 
 def extract_hash_answer(solution: str) -> str | None:
-    """The gold answer of a GSM8K solution: the text after ``####``, with commas and ``$`` removed."""
+    """The gold answer of a GSM8K solution: the text after ``####``, with commas and ``$`` removed and a Unicode minus
+    (U+2212, which no model's ``-5`` would equal) written as ``-``."""
     if "####" not in solution:
         return None
-    return solution.split("####")[-1].strip().replace(",", "").replace("$", "")
+    return solution.split("####")[-1].strip().replace(",", "").replace("$", "").replace("\u2212", "-")
 
 
 def _to_fraction(token: str) -> Fraction | None:

@@ -16,18 +16,10 @@ import sys
 import pandas as pd
 
 from utils import REPO_ROOT
-from utils.analysis import (
-    RAMP_STEPS,
-    eval_table,
-    load_kit_runs,
-    load_study_runs,
-    save_study_charts,
-    study_comparison,
-    window_table,
-    written_reading,
-)
+from utils.analysis import RAMP_STEPS, eval_table, load_kit_runs
 from utils.bench import markdown_table, memory_estimates
 from utils.evaluate import evaluation_minutes_estimate
+from utils.study import load_study_runs, save_study_charts, study_comparison, window_table, written_reading
 
 README = REPO_ROOT / "README.md"
 CHART_DIR = REPO_ROOT / "chart"

@@ -90,15 +90,24 @@ def canned_completions() -> list[dict]:
     return [{"label": label, "question": q, "answer": gold, "completion": text} for label, q, gold, text in CANNED]
 
 
+def training_rows(cfg, n: int = 8):
+    """The first ``n`` rows of the experiment's training data, so the lab passes the columns training will pass."""
+    from utils.data import build_dataset
+
+    return build_dataset("train", cfg.one_shot, cfg.data_dir, limit=n)
+
+
 def _trainer_kwargs(items: list[dict], one_shot: bool, dataset=None) -> dict:
     """Keyword arguments as GRPOTrainer passes them: prompts, chat completions, completion ids, the dataset's
-    columns (taken from its rows, with the canned gold answers), and its logging hooks."""
+    columns (taken from its rows, with the canned gold answers), the trainer's state, and its logging hooks."""
+    from transformers import TrainerState
+
     n = len(items)
     kwargs = {
         "prompts": [build_prompt(it["question"], one_shot) for it in items],
         "completions": [[{"role": "assistant", "content": it["completion"]}] for it in items],
         "completion_ids": [[ord(c) % 1000 for c in it["completion"][:64]] for it in items],
-        "trainer_state": None,
+        "trainer_state": TrainerState(global_step=0, max_steps=1866),
         "log_extra": lambda *a, **k: None,
         "log_metric": lambda *a, **k: None,
     }
@@ -138,12 +147,9 @@ def _call(func, kwargs: dict, what: str) -> list:
             "(or None) per completion, never an exception."
         ) from error
     n = len(kwargs["completions"])
-    if not hasattr(values, "__len__") or isinstance(values, (str, bytes)) or len(values) != n:
-        got = (
-            f"{len(values)} values"
-            if hasattr(values, "__len__") and not isinstance(values, (str, bytes))
-            else repr(values)[:80]
-        )
+    not_a_sequence = not hasattr(values, "__len__") or isinstance(values, (str, bytes, dict, set))
+    if not_a_sequence or len(values) != n:
+        got = f"{len(values)} values" if not not_a_sequence else f"a {type(values).__name__} {repr(values)[:80]}"
         raise RewardCheckError(
             f"Reward function {name!r} returned {got} for {n} completions on {what}. Expected: a list with one float "
             "(or None) per completion."
@@ -172,7 +178,7 @@ def _trl_accepts(value) -> bool:
         return False
 
 
-def _describe(text: str) -> str:
+def _completion_label(text: str) -> str:
     return f"the completion {text[:60]!r}{'...' if len(text) > 60 else ''}"
 
 
@@ -204,7 +210,7 @@ def check_reward_funcs(rewards, dataset=None, one_shot: bool = True) -> None:
             first = _call(func, kwargs, "the canned completions")
         except RewardCheckError:
             for item in items + [dict(items[0], completion=text) for text in EDGE_INPUTS]:  # name the breaking input
-                _call(func, _trainer_kwargs([item], one_shot, dataset), _describe(item["completion"]))
+                _call(func, _trainer_kwargs([item], one_shot, dataset), _completion_label(item["completion"]))
             raise
         if not _same(first, _call(func, kwargs, "the canned completions (second call)")):
             raise RewardCheckError(
@@ -213,7 +219,7 @@ def check_reward_funcs(rewards, dataset=None, one_shot: bool = True) -> None:
             )
         for text in EDGE_INPUTS:
             edge = dict(items[0], completion=text)
-            _call(func, _trainer_kwargs([edge], one_shot, dataset), _describe(text))
+            _call(func, _trainer_kwargs([edge], one_shot, dataset), _completion_label(text))
 
 
 def reward_table(rewards, completions=None, answer: str = "18", one_shot: bool = True) -> pd.DataFrame:

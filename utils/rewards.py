@@ -14,6 +14,8 @@ kit's opt-in improvement (``18.00`` and ``$18`` count as 18).
 import functools
 import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from utils.grading import SOFT_FORMAT_RE, STRICT_FORMAT_RE, extract_xml_answer, is_correct, is_correct_strict
 
@@ -200,34 +202,72 @@ FORMAT_REWARDS = [
     (int_reward_func, 1.0),
 ]
 
-# The one registry of reward sets: name -> builder(tokenizer) -> [(reward function, weight), ...].
-# Correctness is worth 2.0 in the standard sets and 1.0 (the study's "accuracy" reward) beside the cosine reward.
+
+@dataclass(frozen=True)
+class RewardSet:
+    """The study's four format rewards, optionally its cosine length reward, then a correctness reward."""
+
+    correctness: Callable
+    correctness_weight: float  # the study paid 2.0 in the standard sets, 1.0 beside the cosine reward
+    cosine_penalty: bool | None = None  # the cosine reward penalising wrong answers (Exp3) or not (Exp4); None: none
+
+
+# The one registry of reward sets. Their hyper-parameters are config fields (cosine_max_length, cosine_scale,
+# correctness_weight) that build_rewards reads; the defaults are the study's.
 REWARD_SETS = {
-    "standard": lambda tokenizer: [*FORMAT_REWARDS, (correctness_reward_func, 2.0)],
-    "cosine_penalty": lambda tokenizer: [
-        *FORMAT_REWARDS,
-        (make_cosine_length_reward(tokenizer, penalize_wrong=True), 1.0),
-        (correctness_reward_func, 1.0),
-    ],
-    "cosine_no_penalty": lambda tokenizer: [
-        *FORMAT_REWARDS,
-        (make_cosine_length_reward(tokenizer, penalize_wrong=False), 1.0),
-        (correctness_reward_func, 1.0),
-    ],
-    "standard_numeric": lambda tokenizer: [*FORMAT_REWARDS, (numeric_correctness_reward_func, 2.0)],  # opt-in
+    "standard": RewardSet(correctness_reward_func, 2.0),
+    "cosine_penalty": RewardSet(correctness_reward_func, 1.0, cosine_penalty=True),
+    "cosine_no_penalty": RewardSet(correctness_reward_func, 1.0, cosine_penalty=False),
+    "standard_numeric": RewardSet(numeric_correctness_reward_func, 2.0),  # opt-in: 18.00 and $18 count as 18
 }
 
 
-def build_rewards(reward_set: str, tokenizer=None) -> list[tuple]:
-    """The ``(function, weight)`` pairs of a named set; the cosine sets need the tokenizer to count tokens."""
+def build_rewards(
+    reward_set: str,
+    tokenizer=None,
+    cosine_max_length: int = 786,
+    cosine_scale: float = 5.0,
+    correctness_weight: float | None = None,
+) -> list[tuple]:
+    """The ``(function, weight)`` pairs of a named set, with its hyper-parameters (an experiment's are
+    ``cfg.reward_settings``); the cosine sets need the tokenizer to count tokens. ``correctness_weight`` None: the
+    set's own."""
     if reward_set not in REWARD_SETS:
         raise KeyError(f"Unknown reward set {reward_set!r}; choose one of {sorted(REWARD_SETS)}.")
-    if reward_set.startswith("cosine") and tokenizer is None:
-        raise ValueError(f"Reward set {reward_set!r} counts reasoning tokens: pass the tokenizer.")
-    return list(REWARD_SETS[reward_set](tokenizer))
+    chosen = REWARD_SETS[reward_set]
+    rewards = list(FORMAT_REWARDS)
+    if chosen.cosine_penalty is not None:
+        if tokenizer is None:
+            raise ValueError(f"Reward set {reward_set!r} counts reasoning tokens: pass the tokenizer.")
+        cosine = make_cosine_length_reward(tokenizer, cosine_max_length, cosine_scale, chosen.cosine_penalty)
+        rewards.append((cosine, 1.0))
+    weight = chosen.correctness_weight if correctness_weight is None else correctness_weight
+    return rewards + [(chosen.correctness, weight)]
 
 
 def split_rewards(rewards) -> tuple[list, list[float]]:
-    """``(functions, weights)`` from ``(function, weight)`` pairs; a bare function has TRL's default weight 1.0."""
-    pairs = [r if isinstance(r, tuple) else (r, 1.0) for r in rewards]
-    return [f for f, _ in pairs], [float(w) for _, w in pairs]
+    """``(functions, weights)`` from ``(function, weight)`` pairs; a bare function has TRL's default weight 1.0. A
+    pair the wrong way round, a weight that is not a number, or two rewards of one name (TRL logs, and the kit
+    records, a reward by its name) is an error naming the reward."""
+    funcs, weights = [], []
+    for reward in rewards:
+        func, weight = reward if isinstance(reward, tuple) and len(reward) == 2 else (reward, 1.0)
+        if not callable(func) and callable(weight):
+            raise TypeError(
+                f"Reward ({func!r}, {reward_name(weight)}) is written (weight, function): write it as "
+                f"({reward_name(weight)}, {func!r})."
+            )
+        if not callable(func):
+            raise TypeError(f"Reward {reward!r} is not a function: give (function, weight) pairs or functions.")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise TypeError(f"Reward {reward_name(func)} has the weight {weight!r}: give it a finite number.")
+        funcs.append(func)
+        weights.append(float(weight))
+    names = [reward_name(f) for f in funcs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(
+            f"Two rewards are named {', '.join(twice)}: TRL logs a reward, and a run records it, by its name, so "
+            "each needs its own (a def with another name, or set func.__name__)."
+        )
+    return funcs, weights

@@ -31,7 +31,7 @@ from utils.callbacks import (
     quiet_progress,
 )
 from utils.data import build_dataset
-from utils.experiments import ExperimentConfig
+from utils.experiments import ExperimentConfig, with_absent_fields
 from utils.grading import GRADERS
 from utils.model import explain_out_of_memory, pick_dtype
 from utils.rewards import reward_name, split_rewards
@@ -185,8 +185,9 @@ def what_reached_trl(args) -> dict:
 
 
 def check_resumable(cfg: ExperimentConfig, records: list[dict], run_dir: Path) -> None:
-    """Refuse to resume a run folder trained with another config or other rewards."""
-    saved = runs.read_json(run_dir / runs.CONFIG)
+    """Refuse to resume a run folder trained with another config or other rewards (a config saved by an older kit
+    reads its missing fields as what that kit ran with)."""
+    saved = with_absent_fields(runs.read_json(run_dir / runs.CONFIG))
     changes = [
         f"{k}: {saved.get(k)!r} -> {v!r}"
         for k, v in cfg.to_dict().items()
@@ -379,23 +380,23 @@ def what_ran(trainer, trainer_class) -> dict:
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` strings as config overrides; a value is read as JSON when it parses (numbers, true/false, null,
-    lists, dicts), else as a string."""
-    import json
+    """``KEY=VALUE`` strings as config overrides, each value read as its field's declared type (``--set
+    one_shot=false``, ``--set ood_eval_limit=null``, ``--set trl_args='{"epsilon": 0.3}'``)."""
+    from utils.experiments import closest, parse_setting
 
+    fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
     overrides = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
+        key, sep, text = pair.partition("=")
         if not sep or not key:
             raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}.")
+        if key not in fields:
+            hint = f" (did you mean {close!r}?)" if (close := closest(key, fields)) else ""
+            raise SystemExit(f"--set: unknown config field {key!r}{hint}; see --help for every field.")
         try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise SystemExit(f"--set: unknown config field(s) {unknown}; valid ones: {', '.join(sorted(fields))}.")
+            overrides[key] = parse_setting(fields[key], text)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     return overrides
 
 
@@ -405,13 +406,13 @@ def run_experiment(experiment: str, smoke: bool = False, overrides: dict | None 
     from utils.evaluate import baseline_dir, evaluate_all, evaluate_baseline, summaries_table
     from utils.experiments import make_config
     from utils.model import load_model, load_tokenizer
-    from utils.reward_lab import check_reward_funcs
+    from utils.reward_lab import check_reward_funcs, training_rows
     from utils.rewards import build_rewards
 
-    cfg = make_config(experiment, smoke=smoke, **(overrides or {}))
+    cfg = make_config(experiment, smoke=smoke, overrides=overrides)
     state = process_state()  # starts the process group under torchrun / accelerate launch
-    rewards = build_rewards(cfg.reward_set, load_tokenizer(cfg.model_name))
-    check_reward_funcs(rewards, one_shot=cfg.one_shot)
+    rewards = build_rewards(cfg.reward_set, load_tokenizer(cfg.model_name), **cfg.reward_settings)
+    check_reward_funcs(rewards, training_rows(cfg), one_shot=cfg.one_shot)
     model, tokenizer, backend = load_model(cfg)
     if evaluate_runs:
         table = summaries_table(evaluate_baseline(cfg, model, tokenizer, backend))
@@ -428,9 +429,13 @@ def run_experiment(experiment: str, smoke: bool = False, overrides: dict | None 
 
 
 def main(argv=None) -> None:
-    from utils.experiments import EXPERIMENTS
+    from utils.experiments import EXPERIMENTS, fields_help
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        epilog="config fields (--set KEY=VALUE):\n" + fields_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("experiment", choices=list(EXPERIMENTS))
     parser.add_argument("--smoke", action="store_true", help="tiny random model, a few CPU steps, bundled data")
     parser.add_argument(
@@ -438,7 +443,8 @@ def main(argv=None) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any ExperimentConfig field, e.g. --set max_steps=200 --set trl_args='{\"epsilon\": 0.3}'",
+        help="any config field below, e.g. --set max_steps=200 --set one_shot=false "
+        "--set trl_args='{\"epsilon\": 0.3}'",
     )
     parser.add_argument("--no-eval", action="store_true", help="skip the baseline and the final evaluations")
     args = parser.parse_args(argv)
