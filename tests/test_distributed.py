@@ -71,6 +71,14 @@ def command(run_root, *extra, processes=1):
     ]
 
 
+def run_folder(run_root, *settings):
+    """Where ``command(run_root, *settings)`` trains: the run folder its config names."""
+    from utils.experiments import make_config
+
+    pairs = [settings[i + 1] for i, part in enumerate(settings) if part == "--set"]
+    return make_config("exp2_oneshot", smoke=True, overrides=parse_overrides([f"run_root={run_root}", *pairs])).run_dir
+
+
 def run(cmd, expect_success=True):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -82,10 +90,10 @@ def run(cmd, expect_success=True):
 @pytest.mark.slow
 def test_two_processes_train_the_same_steps_once_and_resume_to_the_same_weights(tmp_path):
     run(command(tmp_path / "one", "--no-eval"))
-    single = runs.read_rows(tmp_path / "one" / "exp2_oneshot" / runs.LOG)
+    single = runs.read_rows(run_folder(tmp_path / "one") / runs.LOG)
 
     out = run(command(tmp_path / "two", processes=2))
-    run_dir = tmp_path / "two" / "exp2_oneshot"
+    run_dir = run_folder(tmp_path / "two")
     rows = runs.read_rows(run_dir / runs.LOG)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]  # every step exactly once
     # The same prompts and as many completions per step as one process (num_tokens counts all processes' tokens).
@@ -121,7 +129,7 @@ def test_two_processes_train_the_same_steps_once_and_resume_to_the_same_weights(
 def test_full_fine_tuning_on_two_processes_resumes_to_the_same_weights(tmp_path):
     full = ("--no-eval", "--set", "lora_rank=0", "--set", "probe_every=0")
     run(command(tmp_path, *full, processes=2))
-    run_dir = tmp_path / "exp2_oneshot"
+    run_dir = run_folder(tmp_path, *full)
     uninterrupted = weight_files(run_dir / runs.FULL_MODEL)
     shutil.rmtree(run_dir / runs.CHECKPOINTS / "checkpoint-4")
     assert "checkpoint-2 (step 2)" in run(command(tmp_path, *full, processes=2))
@@ -132,9 +140,36 @@ def test_full_fine_tuning_on_two_processes_resumes_to_the_same_weights(tmp_path)
 @pytest.mark.slow
 def test_a_run_folder_in_use_stops_every_process_with_the_reason(tmp_path):
     """Both processes of a second torchrun stop with the message; neither waits forever at a barrier."""
-    lock = runs.TrainingLock(tmp_path / "exp2_oneshot")
+    lock = runs.TrainingLock(run_folder(tmp_path))
     lock.acquire()  # a notebook training into the same folder, alive on this machine
     out = run(command(tmp_path, "--no-eval", processes=2), expect_success=False)
     assert out.count("is being trained by another process") >= 2 and "delete" in out
-    assert lock.path.exists() and not (tmp_path / "exp2_oneshot" / runs.CONFIG).exists()
+    assert lock.path.exists() and not (run_folder(tmp_path) / runs.CONFIG).exists()
     lock.release()
+
+
+@pytest.mark.slow
+def test_one_seed_per_device_trains_separate_runs_at_once_with_one_baseline(tmp_path):
+    """Two CPU processes stand in for two GPUs. The model is saved to a folder, so both seeds start from the same
+    untrained weights, as with Qwen: the baseline is evaluated once and reused."""
+    from utils.evaluate import baseline_dir
+    from utils.experiments import make_config
+    from utils.model import materialize_random_model
+
+    model = materialize_random_model("tiny", tmp_path / "model")
+    settings = ("--set", f"model_name={model}", "--set", "allow_cpu=true")
+    out = run(command(tmp_path, *settings, "--seeds", "42", "43", "--devices", "cpu", "cpu"))
+    assert "Evaluating the untrained baseline once" in out and out.count("done (exit 0)") == 2
+    folders = {seed: run_folder(tmp_path, *settings, "--set", f"seed={seed}") for seed in (42, 43)}
+    assert folders[42] != folders[43] and all(f.name.endswith(f"__seed{s}") for s, f in folders.items())
+    for seed, folder in folders.items():
+        assert runs.read_json(folder / runs.CONFIG)["seed"] == seed
+        assert [r["step"] for r in runs.read_rows(folder / runs.LOG)] == [1, 2, 3, 4]
+        assert runs.read_json(folder / runs.EVAL_SUMMARY)["n"] == 8
+        assert "Untrained baseline" not in (folder / "console.log").read_text()  # evaluated once, before the seeds
+    cfg = make_config("exp2_oneshot", smoke=True, model_name=model, allow_cpu=True, run_root=str(tmp_path))
+    assert [p.name for p in tmp_path.glob("baseline__*")] == [baseline_dir(cfg).name]
+    assert runs.read_json(baseline_dir(cfg) / runs.EVAL_SUMMARY)["n"] == 8
+    adapter = weight_files(folders[43] / runs.ADAPTER)
+    again = run(command(tmp_path, *settings, "--seeds", "43", "--no-eval"))  # one seed, rerun: reloads, trains nothing
+    assert "finished training at step 4" in again and weight_files(folders[43] / runs.ADAPTER) == adapter

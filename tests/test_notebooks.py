@@ -41,8 +41,18 @@ def test_smoke_pipeline_executes_every_notebook_and_writes_runs():
         executed = nbformat.read(out_dir / f"{name}.ipynb", as_version=4)
         errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, (name, errors)
-    for experiment in ("exp1_no_oneshot", "exp2_oneshot", "exp3_cosine_penalty", "exp4_cosine_no_penalty"):
-        run_dir = root / experiment
+    from utils.evaluate import baseline_dir
+    from utils.experiments import make_config
+    from utils.pipeline import SMOKE_SEEDS
+
+    trained = [
+        make_config(name[3:], smoke=True, seed=seed)
+        for name in EXPERIMENT_NOTEBOOKS
+        for seed in SMOKE_SEEDS.get(name[:2], [42])
+    ]
+    assert sum(cfg.seed == 43 for cfg in trained) == 2  # two seeds of Exp2 and Exp4
+    for cfg in trained:
+        run_dir = REPO_ROOT / cfg.run_dir
         for artefact in (
             runs.CONFIG,
             runs.ENVIRONMENT,
@@ -54,14 +64,18 @@ def test_smoke_pipeline_executes_every_notebook_and_writes_runs():
             runs.EVAL_SUMMARY,
             runs.ADAPTER,
         ):
-            assert (run_dir / artefact).exists(), (experiment, artefact)
+            assert (run_dir / artefact).exists(), (run_dir, artefact)
         summary = json.loads((run_dir / "eval_summary.json").read_text())
         assert summary["n"] == 8 and "accuracy_numeric_ci95" in summary
         for ood in ("svamp", "asdiv", "mawps"):  # out-of-distribution, small limits in smoke mode
             assert runs.read_json(run_dir / runs.eval_files(ood)[1])["n"] == 4
-    assert (root / "baseline_one_shot" / "eval_summary.json").exists() and (
-        root / "baseline_system_prompt" / "eval_summary.json"
-    ).exists()
+        assert (REPO_ROOT / baseline_dir(cfg) / runs.EVAL_SUMMARY).exists()  # random weights: one per seed
+    analysis = nbformat.read(out_dir / "05_analysis.ipynb", as_version=4)
+    shown = " ".join(
+        str(o.get("text", "")) + str(o.get("data", {})) for c in analysis.cells for o in c.get("outputs", [])
+    )
+    assert "2 seeds: 95% t-interval over seeds" in shown  # the across-seed table
+    assert "2 seeds: exp4_cosine_no_penalty__smoke - exp2_oneshot__smoke" in shown  # pooled over seeds
     executed = nbformat.read(out_dir / "02_exp2_oneshot.ipynb", as_version=4)
     assert any("pass TRL's contract checks" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     train_cell = next(c for c in executed.cells if c.cell_type == "code" and "run_dir = train(" in c.source)

@@ -339,20 +339,42 @@ def test_the_baseline_comparison_is_trained_minus_untrained_on_the_same_question
     assert row["ci95"] == pytest.approx((0.3006, 0.9544), abs=1e-4)
 
 
+def write_evaluated(folder, verdicts, cfg, eval_set="gsm8k"):
+    """An evaluation as the kit writes it: the records, and a summary whose identity says what was evaluated."""
+    from utils.evaluate import summarize
+
+    write_eval(folder, verdicts, eval_set)
+    identity = {"model": cfg.model_name, "prompt": "one-shot" if cfg.one_shot else "system prompt only"}
+    identity.update(eval_set=eval_set, questions_sha256="the same questions")
+    records = runs.read_rows(folder / runs.eval_files(eval_set)[0])
+    runs.write_json(folder / runs.eval_files(eval_set)[1], dict(summarize(records), identity=identity))
+
+
 def test_the_table_of_sets_pairs_each_run_with_its_prompts_baseline(tmp_path):
+    """Runs are found by their config.json (a renamed folder changes nothing) and each is compared with the baseline
+    whose evaluation identity matches its own: same base model, prompt and questions."""
     from utils.analysis import eval_sets_table
     from utils.evaluate import baseline_dir
 
-    for experiment, verdicts in (("exp1_no_oneshot", [True, False]), ("exp2_oneshot", [True, True])):
+    for experiment, verdicts, folder in (("exp1_no_oneshot", [True, False], "a"), ("exp2_oneshot", [True, True], "b")):
         cfg = make_config(experiment, run_root=str(tmp_path))
-        write_eval(cfg.run_dir, verdicts)
-        cfg.save(cfg.run_dir / runs.CONFIG)
-    write_eval(baseline_dir(make_config("exp1_no_oneshot", run_root=str(tmp_path))), [False, False])
-    write_eval(baseline_dir(make_config("exp2_oneshot", run_root=str(tmp_path))), [True, False])
+        write_evaluated(tmp_path / folder, verdicts, cfg)  # folders named anything at all
+        cfg.save(tmp_path / folder / runs.CONFIG)
+        runs.write_rows(tmp_path / folder / runs.LOG, [{"step": 1}])
+    write_evaluated(
+        baseline_dir(make_config("exp1_no_oneshot", run_root=str(tmp_path))),
+        [False, False],
+        cfg=make_config("exp1_no_oneshot"),
+    )
+    write_evaluated(
+        baseline_dir(make_config("exp2_oneshot", run_root=str(tmp_path))),
+        [True, False],
+        cfg=make_config("exp2_oneshot"),
+    )
     table = eval_sets_table(tmp_path).set_index("experiment")
     assert table.loc["exp1_no_oneshot", "change"] == pytest.approx(0.5)  # against the system-prompt baseline
     assert table.loc["exp2_oneshot", "change"] == pytest.approx(0.5)  # against the one-shot baseline
-    assert table.loc["exp2_oneshot", "baseline"] == 0.5
+    assert table.loc["exp2_oneshot", "baseline"] == 0.5 and table.loc["exp2_oneshot", "seed"] == 42
 
 
 def test_the_built_grpo_config_is_what_environment_json_records(tmp_path, monkeypatch):

@@ -255,8 +255,10 @@ def test_a_run_trained_differently_is_never_resumed_and_nothing_changes(uninterr
     model, tokenizer, backend = load_model(cfg)
     before = weights_in_memory(model)
     rewards = fault_rewards(tokenizer)
-    with pytest.raises(ValueError, match="trained differently .*learning_rate.*RUN_ROOT"):
-        train(dataclasses.replace(cfg, learning_rate=0.5), model, tokenizer, rewards, backend)
+    other_rate = dataclasses.replace(cfg, learning_rate=0.5)
+    assert other_rate.run_dir != cfg.run_dir  # another setting is another run, in its own folder ...
+    with pytest.raises(ValueError, match="trained differently .*learning_rate.*RUN_ROOT"):  # ... unless pointed here
+        train(dataclasses.replace(other_rate, run_name=cfg.run_dir.name), model, tokenizer, rewards, backend)
     with pytest.raises(ValueError, match=r"reward correctness_reward_func changed \(weight\).*new run"):
         train(
             cfg, model, tokenizer, [(f, 1.0 if f.__name__.startswith("correct") else w) for f, w in rewards], backend

@@ -4,25 +4,81 @@ evaluation sets, and training curves. (The study's own logs are re-analysed in `
 Every difference is B - A: the second run minus the first, the trained model minus the untrained baseline.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from utils import runs
+from utils.data import EVAL_SETS
+from utils.experiments import ExperimentConfig, run_label
 from utils.grading import GRADERS
 from utils.logs import load_run_logs
-from utils.stats import mcnemar_exact, pearson_with_ci
+from utils.stats import mcnemar_exact, pearson_with_ci, seed_stratified_test, t_interval, wilson_interval
 
 RAMP_STEPS = 400  # learning-rate warm-up (~187 steps) and the fast early rise of accuracy and format
 
 
-def load_kit_runs(runs_root="runs") -> dict[str, pd.DataFrame]:
-    """This kit's training runs under ``runs_root`` (folders with a log.jsonl), keyed by run name."""
+@dataclass(frozen=True)
+class KitRun:
+    """A trained run of this kit: its folder and its saved config, which says what it is."""
+
+    path: Path
+    cfg: ExperimentConfig
+
+    @property
+    def label(self) -> str:
+        return run_label(self.cfg)
+
+    @property
+    def seed(self) -> int:
+        return self.cfg.seed
+
+
+def find_runs(runs_root="runs") -> list[KitRun]:
+    """The trained runs under ``runs_root`` (a config.json and a log.jsonl), identified by their config.json, never by
+    their folder's name: a renamed, copied or older single-seed folder (``runs/exp2_oneshot``) is read the same way."""
     root = Path(runs_root)
-    if not root.exists():
-        return {}
-    return {p.parent.name: load_run_logs(p.parent) for p in sorted(root.glob(f"*/{runs.LOG}"))}
+    found = [
+        KitRun(config.parent, ExperimentConfig.load(config))
+        for config in sorted(root.glob(f"*/{runs.CONFIG}"))
+        if (config.parent / runs.LOG).is_file()
+    ]
+    return sorted(found, key=lambda run: (run.label, run.seed))
+
+
+def runs_by_label(runs_root="runs") -> dict[str, list[KitRun]]:
+    """The runs grouped by experiment and settings, each group's runs one per seed."""
+    groups: dict[str, list[KitRun]] = {}
+    for run in find_runs(runs_root):
+        groups.setdefault(run.label, []).append(run)
+    return groups
+
+
+def resolve_label(name: str, groups: dict[str, list[KitRun]]) -> str | None:
+    """The group ``name`` means: a label (``exp2_oneshot__smoke``), or an experiment whose runs share one label."""
+    if name in groups:
+        return name
+    matching = [label for label, group in groups.items() if group[0].cfg.name == name]
+    if len(matching) > 1:
+        raise ValueError(f"{name!r} ran with several settings ({', '.join(matching)}): name one of them.")
+    return matching[0] if matching else None
+
+
+def load_kit_logs(runs_root="runs") -> dict[str, dict[int, pd.DataFrame]]:
+    """Per-step logs of every run under ``runs_root``: experiment and settings -> seed -> logs."""
+    return {
+        label: {run.seed: load_run_logs(run.path) for run in group}
+        for label, group in runs_by_label(runs_root).items()
+    }
+
+
+def mean_over_seeds(logs_by_seed: dict[int, pd.DataFrame]) -> pd.DataFrame:
+    """Step by step, the mean over seeds of every numeric column (steps that some seed has not reached yet use the
+    seeds that have)."""
+    combined = pd.concat(logs_by_seed.values())
+    return combined.groupby("step").mean(numeric_only=True).reset_index()
 
 
 def between(df: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
@@ -62,12 +118,47 @@ def compare_evals(eval_a, eval_b, grader: str = "numeric") -> dict:
     }
 
 
-def eval_table(runs_root="runs") -> pd.DataFrame:
-    """Every GSM8K test summary under ``runs_root``: accuracy under both graders with 95% intervals and n."""
+def find_baselines(runs_root="runs") -> list[Path]:
+    """The untrained-model evaluations under ``runs_root``: folders of evaluation summaries without a config.json."""
+    return sorted(
+        summary.parent
+        for summary in Path(runs_root).glob(f"*/{runs.EVAL_SUMMARY}")
+        if not (summary.parent / runs.CONFIG).exists()
+    )
+
+
+def _same_questions(a: dict, b: dict) -> bool:
+    """Two evaluation summaries of one base model, prompt and question set (what a baseline must share with a run)."""
+    keys = ("model", "prompt", "eval_set", "questions_sha256")
+    return all(a.get("identity", {}).get(k) == b.get("identity", {}).get(k) for k in keys)
+
+
+def baseline_for(run: KitRun, eval_set: str = "gsm8k", runs_root="runs") -> Path | None:
+    """The untrained baseline evaluated on the same questions with the same base model and prompt as ``run``."""
+    summary_file = runs.eval_files(eval_set)[1]
+    if not (run.path / summary_file).is_file():
+        return None
+    trained = runs.read_json(run.path / summary_file)
+    for folder in find_baselines(runs_root):
+        if (folder / summary_file).is_file() and _same_questions(trained, runs.read_json(folder / summary_file)):
+            return folder
+    return None
+
+
+def eval_table(runs_root="runs", eval_set: str = "gsm8k") -> pd.DataFrame:
+    """Every evaluation of ``eval_set`` under ``runs_root``, one row per run and seed (and per untrained baseline):
+    accuracy under both graders with 95% Wilson intervals and n."""
+    summary_file = runs.eval_files(eval_set)[1]
+    evaluated = [(run.label, run.seed, run.path) for run in find_runs(runs_root)]
+    evaluated += [
+        ("untrained: " + folder.name.removeprefix("baseline__"), None, folder) for folder in find_baselines(runs_root)
+    ]
     rows = []
-    for path in sorted(Path(runs_root).glob(f"*/{runs.EVAL_SUMMARY}")):
-        s = runs.read_json(path)
-        row = {"run": path.parent.name, "n": s["n"]}
+    for label, seed, folder in evaluated:
+        if not (folder / summary_file).is_file():
+            continue
+        s = runs.read_json(folder / summary_file)
+        row = {"run": label, "seed": seed, "n": s["n"]}
         for grader in GRADERS:
             row[f"acc_{grader}"] = s[f"accuracy_{grader}"]
             row[f"acc_{grader}_ci95"] = "[{:.3f}, {:.3f}]".format(*s[f"accuracy_{grader}_ci95"])
@@ -75,7 +166,110 @@ def eval_table(runs_root="runs") -> pd.DataFrame:
             format_strict=s["format_strict"], mean_tokens=s["mean_completion_tokens"], truncated=s["truncated_share"]
         )
         rows.append(row)
-    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+    return pd.DataFrame(rows).set_index(["run", "seed"]) if rows else pd.DataFrame()
+
+
+def _verdicts(run: KitRun, eval_set: str, grader: str) -> pd.Series:
+    return read_eval(run.path / runs.eval_files(eval_set)[0]).set_index("index")[f"correct_{grader}"]
+
+
+def _evaluated(group: list[KitRun], eval_set: str) -> list[KitRun]:
+    return [run for run in group if (run.path / runs.eval_files(eval_set)[0]).is_file()]
+
+
+def seed_table(runs_root="runs", eval_set: str = "gsm8k", grader: str | None = None) -> pd.DataFrame:
+    """Per experiment and settings: held-out accuracy averaged over its seeds with a 95% t-interval over seeds (it
+    reflects seed-to-seed spread), the spread itself, and every seed's accuracy; with one seed, that run's Wilson
+    interval over questions, and the table says "one seed"."""
+    grader = grader or EVAL_SETS[eval_set].headline_grader
+    rows = []
+    for label, group in runs_by_label(runs_root).items():
+        evaluated = _evaluated(group, eval_set)
+        if not evaluated:
+            continue
+        accuracies = {run.seed: float(_verdicts(run, eval_set, grader).mean()) for run in evaluated}
+        n = len(_verdicts(evaluated[0], eval_set, grader))
+        spread = t_interval(list(accuracies.values()))
+        if len(evaluated) == 1:
+            correct = int(round(spread["mean"] * n))
+            interval, what = list(wilson_interval(correct, n)), "one seed: 95% Wilson interval over questions"
+        else:
+            interval, what = spread["ci95"], f"{len(evaluated)} seeds: 95% t-interval over seeds"
+        rows.append(
+            {
+                "experiment": label,
+                "seeds": len(evaluated),
+                "questions": n,
+                "grader": grader,
+                "accuracy": spread["mean"],
+                "ci95": interval,
+                "interval": what,
+                "seed_sd": spread["sd"],
+                "per_seed": accuracies,
+            }
+        )
+    return pd.DataFrame(rows).set_index("experiment") if rows else pd.DataFrame()
+
+
+def compare_experiments(a: str, b: str, runs_root="runs", eval_set: str = "gsm8k", grader: str | None = None) -> dict:
+    """Experiment B against A (experiment names or labels, e.g. Exp2 then Exp4) on the same questions, pooled over
+    the seeds both have:
+    the per-seed paired difference B - A averaged over seeds with a t-interval over seeds, a Cochran-Mantel-Haenszel
+    test stratified by seed, and how the seed-to-seed spread compares with the difference. With one common seed: that
+    seed's difference with McNemar's exact test, said to rest on one seed."""
+    grader = grader or EVAL_SETS[eval_set].headline_grader
+    groups = runs_by_label(runs_root)
+    a, b = resolve_label(a, groups) or a, resolve_label(b, groups) or b
+    by_seed = {label: {run.seed: run for run in _evaluated(groups.get(label, []), eval_set)} for label in (a, b)}
+    seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
+    if not seeds:
+        return {"a": a, "b": b, "seeds": 0, "reading": f"No seed of {a} and {b} is evaluated on {eval_set} in both."}
+    per_seed, verdicts_a, verdicts_b = {}, [], []
+    for seed in seeds:
+        va, vb = _verdicts(by_seed[a][seed], eval_set, grader), _verdicts(by_seed[b][seed], eval_set, grader)
+        common = va.index.intersection(vb.index)
+        va, vb = va.loc[common], vb.loc[common]
+        verdicts_a.append(va.to_numpy())
+        verdicts_b.append(vb.to_numpy())
+        per_seed[seed] = {
+            "difference": float(vb.mean() - va.mean()),
+            "questions": len(common),
+            **mcnemar_exact(va, vb),
+        }
+    difference = t_interval([d["difference"] for d in per_seed.values()])
+    spread = {
+        label: t_interval([float(v.mean()) for v in verdicts])["sd"]
+        for label, verdicts in ((a, verdicts_a), (b, verdicts_b))
+    }
+    result = {
+        "a": a,
+        "b": b,
+        "difference": f"{b} - {a}",
+        "eval_set": eval_set,
+        "grader": grader,
+        "seeds": len(seeds),
+        "per_seed": per_seed,
+        "mean_difference": difference["mean"],
+        "ci95_over_seeds": difference["ci95"],
+        "seed_sd": spread,
+    }
+    if len(seeds) == 1:
+        only = per_seed[seeds[0]]
+        result["reading"] = (
+            f"One seed: {b} - {a} = {only['difference']:+.3f} on {only['questions']} questions (McNemar p = "
+            f"{only['p_value']:.3g}); one seed cannot say how much of it another seed would change."
+        )
+        return result
+    result["stratified_test"] = seed_stratified_test(verdicts_a, verdicts_b)
+    largest_sd = max(v for v in spread.values() if v == v)
+    low, high = difference["ci95"]
+    ratio = f"{abs(difference['mean']) / largest_sd:.1f} times" if largest_sd > 0 else "more than"
+    result["reading"] = (
+        f"{len(seeds)} seeds: {b} - {a} = {difference['mean']:+.3f} [{low:+.3f}, {high:+.3f}] (t-interval over "
+        f"seeds); CMH p = {result['stratified_test']['p_value']:.3g}; the difference is {ratio} the seed-to-seed "
+        f"SD of accuracy (up to {largest_sd:.3f})."
+    )
+    return result
 
 
 def baseline_comparison(run_dir, baseline_dir, grader: str = "numeric") -> pd.DataFrame:
@@ -111,35 +305,66 @@ def baseline_comparison(run_dir, baseline_dir, grader: str = "numeric") -> pd.Da
 
 
 def eval_sets_table(runs_root="runs", grader: str = "numeric") -> pd.DataFrame:
-    """Every experiment run under ``runs_root`` x every evaluation set, against its untrained baseline."""
-    root = Path(runs_root)
-    frames = []
-    for config in sorted(root.glob(f"exp*/{runs.CONFIG}")):
-        one_shot = runs.read_json(config)["one_shot"]
-        baseline = root / f"baseline_{'one_shot' if one_shot else 'system_prompt'}"
-        table = baseline_comparison(config.parent, baseline, grader)
-        if len(table):
-            frames.append(table.assign(experiment=config.parent.name))
-    if not frames:
+    """Every run under ``runs_root`` (each experiment, settings and seed) x every evaluation set, against the untrained
+    baseline evaluated on the same questions with the same base model and prompt."""
+    rows = []
+    for run in find_runs(runs_root):
+        for name in EVAL_SETS:
+            baseline = baseline_for(run, name, runs_root)
+            if baseline is not None:
+                table = baseline_comparison(run.path, baseline, grader)
+                rows += table[table["eval set"] == name].assign(experiment=run.label, seed=run.seed).to_dict("records")
+    if not rows:
         return pd.DataFrame()
-    table = pd.concat(frames, ignore_index=True)
-    return table[["experiment", *[c for c in table.columns if c != "experiment"]]]
+    table = pd.DataFrame(rows)
+    return table[["experiment", "seed", *[c for c in table.columns if c not in ("experiment", "seed")]]]
 
 
-def plot_eval_sets(table: pd.DataFrame, ax=None):
-    """Accuracy per evaluation set and experiment with 95% intervals; the untrained baseline as a black tick."""
+def eval_sets_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """``eval_sets_table`` averaged over seeds: per experiment and set, the mean accuracy and change from the
+    untrained model with 95% t-intervals over seeds (with one seed, the run's Wilson interval)."""
+    rows = []
+    for (experiment, name), group in table.groupby(["experiment", "eval set"], sort=False):
+        accuracy, change = t_interval(group["accuracy"]), t_interval(group["change"])
+        one = len(group) == 1
+        rows.append(
+            {
+                "experiment": experiment,
+                "eval set": name,
+                "seeds": len(group),
+                "n": int(group["n"].max()),
+                "accuracy": accuracy["mean"],
+                "ci95": group["ci95"].iloc[0] if one else accuracy["ci95"],
+                "interval": "Wilson, one seed" if one else "t over seeds",
+                "per_seed": list(group["accuracy"]),
+                "baseline": float(group["baseline"].mean()),
+                "change": change["mean"],
+                "change_ci95": None if one else change["ci95"],
+                "grader": group["grader"].iloc[0],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_eval_sets(summary: pd.DataFrame, ax=None):
+    """Accuracy per evaluation set and experiment (``eval_sets_summary``) with its 95% interval, each seed as a dot,
+    and the untrained baseline as a black tick."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(11, 4.5))
-    sets, experiments = list(dict.fromkeys(table["eval set"])), list(dict.fromkeys(table["experiment"]))
+    sets, experiments = list(dict.fromkeys(summary["eval set"])), list(dict.fromkeys(summary["experiment"]))
     width = 0.8 / len(experiments)
     for i, experiment in enumerate(experiments):
-        rows = table[table["experiment"] == experiment].set_index("eval set").reindex(sets)
+        rows = summary[summary["experiment"] == experiment].set_index("eval set").reindex(sets)
         x = np.arange(len(sets)) + (i - (len(experiments) - 1) / 2) * width
         low = rows["accuracy"] - rows["ci95"].map(lambda ci: ci[0])
         high = rows["ci95"].map(lambda ci: ci[1]) - rows["accuracy"]
-        ax.bar(x, rows["accuracy"], width, yerr=[low, high], capsize=3, label=experiment, color=f"C{i}")
+        seeds = int(rows["seeds"].max())
+        label = f"{experiment} ({seeds} seed{'s' if seeds > 1 else ''})"
+        ax.bar(x, rows["accuracy"], width, yerr=[low, high], capsize=3, label=label, color=f"C{i}", alpha=0.85)
+        for xi, points in zip(x, rows["per_seed"]):
+            ax.scatter([xi] * len(points), points, s=10, color="black", alpha=0.6, zorder=4)
         ax.scatter(
             x,
             rows["baseline"],
@@ -149,13 +374,46 @@ def plot_eval_sets(table: pd.DataFrame, ax=None):
             zorder=3,
             label="untrained baseline" if i == 0 else None,
         )
-    n = table.groupby("eval set")["n"].max().reindex(sets)
+    n = summary.groupby("eval set")["n"].max().reindex(sets)
     ax.set_xticks(np.arange(len(sets)), [f"{s}\n(n={n[s]})" for s in sets])
     ax.set(
-        ylabel=f"accuracy ({table['grader'].iloc[0]} grader)",
+        ylabel=f"accuracy ({summary['grader'].iloc[0]} grader)",
         ylim=(0, 1),
-        title="Held-out accuracy by evaluation set, 95% Wilson intervals",
+        title="Held-out accuracy by evaluation set: 95% interval (t over seeds; Wilson for one seed), seeds as dots",
     )
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_seeds(logs: dict[str, dict[int, pd.DataFrame]], metric: str, window: int = 20, ax=None):
+    """Training curves across seeds: per experiment the mean over seeds (rolling mean over ``window`` steps) with a
+    band of one standard deviation across seeds, and each seed faintly."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 5.5))
+    for i, (label, by_seed) in enumerate(logs.items()):
+        colour = f"C{i}"
+        smoothed = {
+            seed: df.set_index("step")[metric].rolling(window, min_periods=1).mean() for seed, df in by_seed.items()
+        }
+        for curve in smoothed.values():
+            ax.plot(curve.index, curve.values, color=colour, alpha=0.25, lw=0.8)
+        table = pd.DataFrame(smoothed)
+        mean, sd = table.mean(axis=1), table.std(axis=1)
+        ax.plot(
+            mean.index,
+            mean.values,
+            color=colour,
+            lw=1.8,
+            label=f"{label} ({len(by_seed)} seed{'s' * (len(by_seed) > 1)})",
+        )
+        if len(by_seed) > 1:
+            ax.fill_between(mean.index, mean - sd, mean + sd, color=colour, alpha=0.15)
+    label = METRIC_LABELS.get(metric, metric)
+    ax.set(xlabel="step", ylabel=label, title=f"{label}: mean over seeds, band of one SD, each seed faintly")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.4)
     ax.legend(fontsize=8)
     return ax
 

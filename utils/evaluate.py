@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from utils import runs
 from utils.data import EVAL_SETS, build_eval_dataset, eval_set
 from utils.grading import GRADERS, SOFT_FORMAT_RE, STRICT_FORMAT_RE
-from utils.model import explain_out_of_memory
+from utils.model import explain_out_of_memory, untrained_model_id
 from utils.stats import wilson_interval
 
 EVAL_VERSION = "2"  # bump when decoding or grading changes, so old and new summaries are never mixed
@@ -136,7 +136,7 @@ def evaluation_identity(cfg, backend, name: str, dataset) -> dict:
     the batch (padding changes 16-bit numerics), the engine and dtype, and the grading version."""
     rows = json.dumps([list(dataset["question"]), list(dataset["answer"])])
     return {
-        "model": cfg.model_name,
+        "model": untrained_model_id(cfg.model_name, cfg.seed),
         "eval_set": name,
         "questions": len(dataset),
         "questions_sha256": hashlib.sha256(rows.encode()).hexdigest()[:16],
@@ -232,7 +232,10 @@ def evaluate_all(cfg, model, tokenizer, out_dir, backend=None, lora_path=None) -
 
 
 def baseline_dir(cfg) -> Path:
-    return Path(cfg.run_root) / f"baseline_{'one_shot' if cfg.one_shot else 'system_prompt'}"
+    """Where the untrained model's evaluations go: one folder per base model and prompt, shared by every seed and
+    experiment that starts from them (random weights differ by seed, so they get one each)."""
+    model = untrained_model_id(cfg.model_name, cfg.seed).replace("/", "--")
+    return Path(cfg.run_root) / f"baseline__{model}__{'one-shot' if cfg.one_shot else 'system-prompt'}"
 
 
 def evaluate_baseline(cfg, model, tokenizer, backend=None) -> dict:

@@ -10,6 +10,7 @@ files, the model's availability.
 
 import dataclasses
 import difflib
+import hashlib
 import json
 import os
 import types
@@ -30,7 +31,9 @@ def setting(default, help: str, **rule):
     """A config field with its one-line description and its limits: ``minimum`` / ``maximum`` (inclusive),
     ``above`` / ``below`` (strict), ``choices`` (a function returning the valid values, asked when checked),
     ``special`` (one more allowed value and what it means), ``path`` (``~`` and ``$VARS`` are expanded), ``absent``
-    (what a run saved before the field existed ran with, when that is not the default)."""
+    (what a run saved before the field existed ran with, when that is not the default), ``derived`` (a function of the
+    config giving the value when None, set when the config is made), ``trains=False`` (the field cannot change what is
+    trained: it never blocks a resume and is not part of the run's name)."""
     metadata = {"help": help, **rule}
     if default is REQUIRED:
         return field(metadata=metadata)
@@ -75,7 +78,8 @@ class ExperimentConfig:
     reward_set: str = setting(
         REQUIRED, "the reward set, a key of utils.rewards.REWARD_SETS", choices=lambda: REWARD_SETS
     )
-    description: str = setting("", "what the experiment tests, shown in tables")
+    description: str = setting("", "what the experiment tests, shown in tables", trains=False)
+    smoke: bool = setting(False, "made with the smoke settings (SMOKE): tiny random model, a few CPU steps")
 
     # model
     model_name: str = setting(
@@ -91,7 +95,7 @@ class ExperimentConfig:
     gpu_memory_utilization: float = setting(
         0.5, "KIT: share of GPU memory vLLM may take; lower it if out of memory", above=0, below=1
     )
-    allow_cpu: bool = setting(False, "let a real model run on CPU (very slow; for debugging only)")
+    allow_cpu: bool = setting(False, "let a real model run on CPU (very slow; for debugging only)", trains=False)
     precision: str = setting(
         "auto", "auto: bf16 where native, fp16 on a T4, fp32 on CPU", choices=lambda: ["auto", "fp16", "bf16", "fp32"]
     )
@@ -132,17 +136,19 @@ class ExperimentConfig:
     seed: int = setting(
         42, "seeds the adapter's initialisation, the data order and sampling", minimum=0, maximum=2**32 - 1
     )
-    logging_steps: int = setting(1, "log every this many steps", minimum=1)
-    save_steps: int = setting(50, "checkpoint every this many steps (a rerun resumes from the last)", minimum=1)
+    logging_steps: int = setting(1, "log every this many steps", minimum=1, trains=False)
+    save_steps: int = setting(
+        50, "checkpoint every this many steps (a rerun resumes from the last)", minimum=1, trains=False
+    )
     gradient_checkpointing: bool = setting(
         False, "recompute activations in the backward pass: less memory, ~20% slower (the study did not)"
     )
     report_to: str = setting(
-        "none", "where TRL also sends its logs: tensorboard, wandb, trackio, ...", choices=_reporters
+        "none", "where TRL also sends its logs: tensorboard, wandb, trackio, ...", choices=_reporters, trains=False
     )
     trl_args: dict = setting({}, "any other GRPOConfig argument, passed as given (e.g. {'epsilon': 0.3})")
     live_every: int = setting(
-        25, "redraw the training curves in the notebook every this many steps (0: off)", minimum=0
+        25, "redraw the training curves in the notebook every this many steps (0: off)", minimum=0, trains=False
     )
 
     # rewards
@@ -151,6 +157,7 @@ class ExperimentConfig:
         "the cosine reward's token budget; None: max_completion_length (the study: 786 both)",
         minimum=1,
         absent=786,
+        derived=lambda cfg: cfg.max_completion_length,
     )
     cosine_scale: float = setting(5.0, "the cosine reward's largest value (study: 5.0)", above=0)
     correctness_weight: float | None = setting(
@@ -160,24 +167,36 @@ class ExperimentConfig:
     )
 
     # evaluation
-    eval_limit: int | None = setting(None, "evaluate on the first N GSM8K test questions; None: all 1,319", minimum=1)
-    ood_eval_limit: int | None = setting(
-        300, "questions per out-of-distribution set (SVAMP, ASDiv, MAWPS); None: all, 0: skip them", minimum=0
+    eval_limit: int | None = setting(
+        None, "evaluate on the first N GSM8K test questions; None: all 1,319", minimum=1, trains=False
     )
-    eval_batch_size: int = setting(64, "prompts per evaluation batch", minimum=1)
-    eval_max_new_tokens: int = setting(786, "tokens an evaluation answer may take", minimum=1)
-    probe_size: int = setting(50, "fixed test questions scored during training ...", minimum=0)
-    probe_every: int = setting(100, "... every this many steps (0: off)", minimum=0)
+    ood_eval_limit: int | None = setting(
+        300,
+        "questions per out-of-distribution set (SVAMP, ASDiv, MAWPS); None: all, 0: skip them",
+        minimum=0,
+        trains=False,
+    )
+    eval_batch_size: int = setting(64, "prompts per evaluation batch", minimum=1, trains=False)
+    eval_max_new_tokens: int = setting(786, "tokens an evaluation answer may take", minimum=1, trains=False)
+    probe_size: int = setting(50, "fixed test questions scored during training ...", minimum=0, trains=False)
+    probe_every: int = setting(100, "... every this many steps (0: off)", minimum=0, trains=False)
 
-    run_root: str = setting("runs", "where run folders go", path=True)
-    extra: dict = setting({}, "anything you want saved with the run")
+    run_root: str = setting("runs", "where run folders go", path=True, trains=False)
+    run_name: str | None = setting(
+        None, "the run folder's name; None: experiment__[settings that differ]__seedN (see run_name)", trains=False
+    )
+    extra: dict = setting({}, "anything you want saved with the run", trains=False)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             if f.metadata.get("path") and isinstance(getattr(self, f.name), str):
                 setattr(self, f.name, os.path.expandvars(os.path.expanduser(getattr(self, f.name))))
-        if self.cosine_max_length is None and isinstance(self.max_completion_length, int):
-            self.cosine_max_length = self.max_completion_length  # so config.json holds the budget that ran
+        for f in dataclasses.fields(self):  # so config.json holds the value that ran
+            if "derived" in f.metadata and getattr(self, f.name) is None:
+                try:
+                    setattr(self, f.name, f.metadata["derived"](self))
+                except TypeError:
+                    pass  # from a field of the wrong type, reported below
         problems = [problem for f in dataclasses.fields(self) if (problem := field_problem(f, getattr(self, f.name)))]
         problems += self.combination_problems() if not problems else []
         if problems:
@@ -196,7 +215,7 @@ class ExperimentConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.run_root) / self.name
+        return Path(self.run_root) / (self.run_name or default_run_name(self))
 
     @property
     def reward_settings(self) -> dict:
@@ -381,6 +400,52 @@ def parse_setting(f: dataclasses.Field, text: str):
         raise ValueError(f"--set {f.name}={text}: {_expectation(f.type, f.metadata)}.") from None
 
 
+def trains(f: dataclasses.Field) -> bool:
+    """Whether a field can change what is trained (and so blocks a resume when changed)."""
+    return f.metadata.get("trains", True)
+
+
+def reference_value(cfg: ExperimentConfig, f: dataclasses.Field):
+    """What the field would be had nothing been set: the registry's value for the experiment, the derived value, or
+    the default."""
+    registered = {**EXPERIMENTS.get(cfg.name, {}), **(SMOKE_OVERRIDES if cfg.smoke else {})}
+    if f.name in registered:
+        return registered[f.name]
+    if "derived" in f.metadata:
+        return f.metadata["derived"](cfg)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def changed_settings(cfg: ExperimentConfig) -> dict:
+    """The fields that change what is trained and differ from the experiment's defaults (seed aside)."""
+    return {
+        f.name: getattr(cfg, f.name)
+        for f in dataclasses.fields(cfg)
+        if trains(f) and f.name not in ("name", "seed", "smoke") and getattr(cfg, f.name) != reference_value(cfg, f)
+    }
+
+
+def run_label(cfg: ExperimentConfig) -> str:
+    """A run's experiment and settings, seed aside: what runs of several seeds share (``exp2_oneshot``,
+    ``exp2_oneshot__smoke``, ``exp2_oneshot__max_steps=200``)."""
+    return default_run_name(cfg).rsplit("__seed", 1)[0]
+
+
+def default_run_name(cfg: ExperimentConfig) -> str:
+    """``experiment__seedN``, with ``smoke`` and the settings that change training and differ from the experiment's
+    defaults in between (``exp2_oneshot__max_steps=200__seed42``; a fingerprint of them when they are long). Runs of
+    one experiment, settings and seed land in one folder; another seed or setting is another run."""
+    changed = changed_settings(cfg)
+    settings = ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
+    if len(settings) > 40 or not all(c.isalnum() or c in "_.=,-" for c in settings):
+        fingerprint = hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        settings = f"settings-{fingerprint}"
+    parts = [cfg.name, *(["smoke"] if cfg.smoke else []), *([settings] if settings else []), f"seed{cfg.seed}"]
+    return "__".join(parts)
+
+
 def fields_help() -> str:
     """Every config field with its default and description, for ``python -m utils.train --help``."""
     lines = []
@@ -518,7 +583,12 @@ def make_config(experiment: str, smoke: bool = False, overrides: dict | None = N
             + "; ".join(f"{name} as {given[name]!r} and in OVERRIDES as {overrides[name]!r}" for name in twice)
             + ". Set each in one place (the notebook parameter, or OVERRIDES with the parameter left at None)."
         )
-    values = {**experiment_settings(experiment), **(SMOKE_OVERRIDES if smoke else {}), **given, **overrides}
+    values = {
+        **experiment_settings(experiment),
+        **(dict(SMOKE_OVERRIDES, smoke=True) if smoke else {}),
+        **given,
+        **overrides,
+    }
     config = ExperimentConfig(**values)
     config.validate()
     return config
@@ -526,17 +596,15 @@ def make_config(experiment: str, smoke: bool = False, overrides: dict | None = N
 
 def config_table(cfg: ExperimentConfig):
     """The resolved config as a table, one row per field with its value, whether it differs from the experiment's
-    default, and what it does."""
+    default, and what it does; the run folder it trains into is the table's name."""
     import pandas as pd
 
-    registered = EXPERIMENTS.get(cfg.name, dict(one_shot=cfg.one_shot, reward_set=cfg.reward_set))
-    defaults = ExperimentConfig(name=cfg.name, **registered)
     rows = {
         f.name: {
             "value": repr(getattr(cfg, f.name)),
-            "changed": "yes" if getattr(defaults, f.name) != getattr(cfg, f.name) else "",
+            "changed": "yes" if reference_value(cfg, f) != getattr(cfg, f.name) else "",
             "what it does": f.metadata["help"],
         }
         for f in dataclasses.fields(cfg)
     }
-    return pd.DataFrame(rows).T.rename_axis(cfg.name)
+    return pd.DataFrame(rows).T.rename_axis(str(cfg.run_dir))

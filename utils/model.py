@@ -104,6 +104,11 @@ def load_tokenizer(model_name: str):
     return tokenizer
 
 
+def untrained_model_id(model_name: str, seed: int) -> str:
+    """What the untrained model is: the hub id or folder; random weights also depend on the seed that drew them."""
+    return f"{model_name}-seed{seed}" if model_name in RANDOM_MODELS else model_name
+
+
 def build_random_qwen2(model_name: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32):
     """A randomly initialised Qwen2 with the real Qwen2.5-0.5B config (shrunk for ``tiny``)."""
     config = AutoConfig.from_pretrained(ASSETS_DIR)

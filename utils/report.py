@@ -16,7 +16,7 @@ import sys
 import pandas as pd
 
 from utils import REPO_ROOT
-from utils.analysis import RAMP_STEPS, eval_table, load_kit_runs
+from utils.analysis import RAMP_STEPS, compare_experiments, eval_table, load_kit_logs, seed_table
 from utils.bench import markdown_table, memory_estimates
 from utils.evaluate import evaluation_minutes_estimate
 from utils.study import load_study_runs, save_study_charts, study_comparison, window_table, written_reading
@@ -37,7 +37,7 @@ def draw_charts(study) -> list:
     from utils.model import load_tokenizer
     from utils.reward_lab import plot_length_rewards
 
-    paths = save_study_charts(study, load_kit_runs(REPO_ROOT / "runs"), CHART_DIR, WINDOW)
+    paths = save_study_charts(study, load_kit_logs(REPO_ROOT / "runs"), CHART_DIR, WINDOW)
     fig = plot_length_rewards([], load_tokenizer("tiny"))  # draws the study's two cosine rewards
     paths.append(CHART_DIR / "reward_lab_cosine.png")
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
@@ -45,10 +45,9 @@ def draw_charts(study) -> list:
     return paths
 
 
-def results_markdown(comparison: dict, evals) -> str:
-    runs = comparison["runs"]
+def results_markdown(comparison: dict, runs_root) -> str:
     table = ["| exp | study run | steps | mean completion tokens | mean batch accuracy |", "|---|---|---|---|---|"]
-    for exp, run in runs.items():
+    for exp, run in comparison["runs"].items():
         table.append(
             f"| {exp} | `{run['run']}` | {run['steps']} | {run['mean_completion_length']:.1f} | "
             f"{run['mean_accuracy']:.3f} |"
@@ -70,20 +69,34 @@ def results_markdown(comparison: dict, evals) -> str:
         "",
         written_reading(comparison),
     ]
-    if len(evals):
-        lines += [
-            "",
-            "Held-out GSM8K test accuracy of this kit's runs (greedy; 95% Wilson intervals):",
-            "",
-            evals.round(3).to_markdown(),
+    return "\n".join(lines + [""] + kit_results_lines(runs_root))
+
+
+def kit_results_lines(runs_root) -> list[str]:
+    """This kit's own runs under ``runs_root``: held-out GSM8K accuracy per experiment over its seeds, every run, and
+    Exp2 vs Exp4 on the same questions; a note when there are none yet."""
+    evals = eval_table(runs_root)
+    if not len(evals):
+        return [
+            "Held-out test accuracy of this kit's own runs appears here once `python -m utils.pipeline` has run "
+            "on a GPU."
         ]
-    else:
-        lines += [
-            "",
-            "Held-out test accuracy of this kit's own runs appears here once `python -m utils.pipeline` has "
-            "run on a GPU.",
-        ]
-    return "\n".join(lines)
+    seeds = seed_table(runs_root).drop(columns="per_seed")
+    seeds["ci95"] = seeds["ci95"].map(lambda ci: f"[{ci[0]:.3f}, {ci[1]:.3f}]")
+    lines = [
+        "Held-out GSM8K test accuracy of this kit's runs (greedy decoding, the study's strict grader), per experiment "
+        "over its seeds:",
+        "",
+        seeds.round(3).to_markdown(),
+        "",
+        "Every run (95% Wilson intervals over questions):",
+        "",
+        evals.round(3).to_markdown(),
+    ]
+    pair = compare_experiments("exp2_oneshot", "exp4_cosine_no_penalty", runs_root)
+    if pair["seeds"]:
+        lines += ["", f"Exp4 vs Exp2 on the same questions: {pair['reading']}"]
+    return lines
 
 
 def readme_with(text: str, name: str, block: str) -> str:
@@ -169,7 +182,7 @@ def memory_markdown() -> str:
 
 def updated_readme(comparison: dict) -> str:
     text = README.read_text()
-    text = readme_with(text, "results", results_markdown(comparison, eval_table(REPO_ROOT / "runs")))
+    text = readme_with(text, "results", results_markdown(comparison, REPO_ROOT / "runs"))
     text = readme_with(text, "reliability", reliability_markdown())
     text = readme_with(text, "eval-time", eval_time_markdown())
     text = readme_with(text, "speed", speed_markdown())

@@ -10,7 +10,7 @@ import sys
 
 from utils import REPO_ROOT
 
-REQUIRED = ["torch", "transformers", "trl", "peft", "datasets", "pandas", "matplotlib", "seaborn"]
+REQUIRED = ["torch", "transformers", "trl", "peft", "datasets", "pandas", "matplotlib", "seaborn", "statsmodels"]
 # Unsloth 2026.10 supports torch < 2.15, and the xformers it pulls needs torch >= 2.10. Outside that range pip would
 # replace the runtime's torch (gigabytes) and break its torchvision.
 TORCH_RANGE = ((2, 10), (2, 15))

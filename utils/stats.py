@@ -123,3 +123,41 @@ def pearson_with_ci(x, y) -> dict:
     r = float(np.corrcoef(x, y)[0, 1])
     z, se = math.atanh(max(min(r, 0.999999), -0.999999)), 1 / math.sqrt(n - 3)
     return {"r": r, "ci95": (math.tanh(z - Z95 * se), math.tanh(z + Z95 * se)), "n": n}
+
+
+def t_interval(values) -> dict:
+    """Mean of per-seed values with a 95% Student-t interval over seeds (it reflects seed-to-seed spread; with one
+    seed there is no interval)."""
+    from scipy import stats
+
+    values = np.asarray(values, float)
+    n = len(values)
+    mean = float(values.mean()) if n else float("nan")
+    if n < 2:
+        return {"mean": mean, "ci95": [float("nan"), float("nan")], "sd": float("nan"), "seeds": n}
+    sd = float(values.std(ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return {"mean": mean, "ci95": [mean - half, mean + half], "sd": sd, "seeds": n}
+
+
+def seed_stratified_test(a_by_seed: list, b_by_seed: list) -> dict:
+    """Whether B's accuracy differs from A's, pooling the seeds without pretending they are one run: a
+    Cochran-Mantel-Haenszel test over one 2x2 table (experiment x correct) per seed, each on the same questions, and
+    the common odds ratio of B against A with its 95% interval (statsmodels' StratifiedTable)."""
+    from statsmodels.stats.contingency_tables import StratifiedTable
+
+    tables = []
+    for a, b in zip(a_by_seed, b_by_seed):
+        a, b = np.asarray(a, bool), np.asarray(b, bool)
+        tables.append(np.array([[b.sum(), (~b).sum()], [a.sum(), (~a).sum()]], float))
+    stratified = StratifiedTable(tables)
+    test = stratified.test_null_odds(correction=True)
+    low, high = stratified.oddsratio_pooled_confint()
+    return {
+        "test": "Cochran-Mantel-Haenszel, stratified by seed",
+        "statistic": float(test.statistic),
+        "p_value": float(test.pvalue),
+        "odds_ratio_b_vs_a": float(stratified.oddsratio_pooled),
+        "odds_ratio_ci95": [float(low), float(high)],
+        "seeds": len(tables),
+    }

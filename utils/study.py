@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from utils.analysis import RAMP_STEPS, between, plot_comparison
+from utils.analysis import RAMP_STEPS, between, mean_over_seeds, plot_comparison
 from utils.logs import load_run_logs, tidy_logs
 from utils.stats import paired_block_bootstrap, pearson_with_ci
 
@@ -265,7 +265,8 @@ def length_accuracy_table(logs: dict[str, pd.DataFrame], max_step: int | None = 
 
 
 def draw_study_chart(study: dict, kit: dict, metric: str, window: int = 50, max_step: int | None = STUDY_CHART_STEPS):
-    """The study's Exp2-vs-Exp4 chart for ``metric`` with Exp3 added, and this kit's runs overlaid when present."""
+    """The study's Exp2-vs-Exp4 chart for ``metric`` with Exp3 added, and this kit's runs with the study's settings
+    (``kit``: ``utils.analysis.load_kit_logs``) overlaid when present, as the mean over their seeds."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 5.5))
@@ -273,7 +274,7 @@ def draw_study_chart(study: dict, kit: dict, metric: str, window: int = 50, max_
     curves = {f"study {exp} ({names[exp]})": df for exp, df in study_experiments(study).items()}
     plot_comparison(curves, metric, window, max_step, ax=ax)
     mine = {
-        f"kit {name}": kit[name]
+        f"kit {name} ({len(kit[name])} seed{'s' * (len(kit[name]) > 1)})": mean_over_seeds(kit[name])
         for name in ("exp2_oneshot", "exp3_cosine_penalty", "exp4_cosine_no_penalty")
         if name in kit
     }

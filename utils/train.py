@@ -3,7 +3,8 @@
 The command line runs one experiment exactly as its notebook does (config, reward set, reward checks, baseline,
 training with resume, evaluation on every set), on one process or several:
 
-    python -m utils.train exp2_oneshot [--smoke] [--set KEY=VALUE ...] [--no-eval]
+    python -m utils.train exp2_oneshot [--smoke] [--set KEY=VALUE ...] [--no-eval] [--seeds 42 43 44]
+    python -m utils.train exp2_oneshot --seeds 42 43 --devices 0 1     # one seed per GPU, at once
     torchrun --nproc_per_node 2 -m utils.train exp2_oneshot --set precision=fp16
     accelerate launch --config_file utils/accelerate/zero2.yaml -m utils.train exp4_cosine_no_penalty
 """
@@ -31,25 +32,11 @@ from utils.callbacks import (
     quiet_progress,
 )
 from utils.data import build_dataset
-from utils.experiments import ExperimentConfig, with_absent_fields
+from utils.experiments import ExperimentConfig, trains, with_absent_fields
 from utils.grading import GRADERS
 from utils.model import explain_out_of_memory, pick_dtype
 from utils.rewards import reward_name, split_rewards
 from utils.runtime import process_state, world_size
-
-# Fields that may change between a run and its resumption without changing what is trained.
-RESUMABLE_FIELDS = {
-    "eval_limit",
-    "ood_eval_limit",
-    "eval_batch_size",
-    "eval_max_new_tokens",
-    "extra",
-    "description",
-    "allow_cpu",
-    "live_every",
-    "report_to",
-    "run_root",  # a run folder copied or moved (Drive to local disk) resumes where it is
-}
 
 
 def reward_record(func, weight: float) -> dict:
@@ -189,9 +176,9 @@ def check_resumable(cfg: ExperimentConfig, records: list[dict], run_dir: Path) -
     reads its missing fields as what that kit ran with)."""
     saved = with_absent_fields(runs.read_json(run_dir / runs.CONFIG))
     changes = [
-        f"{k}: {saved.get(k)!r} -> {v!r}"
-        for k, v in cfg.to_dict().items()
-        if k not in RESUMABLE_FIELDS and saved.get(k) != v
+        f"{f.name}: {saved.get(f.name)!r} -> {getattr(cfg, f.name)!r}"
+        for f in dataclasses.fields(cfg)
+        if trains(f) and saved.get(f.name) != getattr(cfg, f.name)
     ]
     if (run_dir / runs.REWARDS).is_file():
         before = {r["name"]: r for r in runs.read_json(run_dir / runs.REWARDS)}
@@ -400,32 +387,66 @@ def parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def run_experiment(experiment: str, smoke: bool = False, overrides: dict | None = None, evaluate_runs: bool = True):
-    """What an experiment notebook does, top to bottom: config and data checks, the reward set and its checks, the
-    model, the untrained baseline, training (resuming), and evaluation on every set. Returns the run folder."""
+def train_and_evaluate(
+    cfg: ExperimentConfig, rewards: list, seed: int | None = None, baseline: bool = True, evaluate_runs: bool = True
+) -> Path:
+    """One seed of an experiment, as its notebook runs it: a fresh model, the untrained baseline (reused when already
+    evaluated for this base model and prompt), training (resuming), evaluation on every set. ``seed`` replaces the
+    config's. The model is freed at the end, so seeds can follow one another. Returns the run folder."""
+    import gc
+
     from utils.evaluate import baseline_dir, evaluate_all, evaluate_baseline, summaries_table
+    from utils.model import load_model
+
+    if seed is not None and seed != cfg.seed and cfg.run_name:
+        raise ValueError(f"run_name={cfg.run_name!r} names one folder, and each seed needs its own: leave it None.")
+    cfg = cfg if seed is None else dataclasses.replace(cfg, seed=seed)
+    state = process_state()
+    model, tokenizer, backend = load_model(cfg)
+    if evaluate_runs and baseline:
+        table = summaries_table(evaluate_baseline(cfg, model, tokenizer, backend))
+        if state.is_main_process:
+            print(f"Untrained baseline ({baseline_dir(cfg)}):\n{table.to_string()}")
+    run_dir = train(cfg, model, tokenizer, rewards, backend)
+    if evaluate_runs:
+        table = summaries_table(evaluate_all(cfg, model, tokenizer, run_dir, backend, run_dir / runs.ADAPTER))
+        if state.is_main_process:
+            print(f"Trained ({run_dir}):\n{table.to_string()}")
+    state.wait_for_everyone()
+    del model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return run_dir
+
+
+def run_experiment(
+    experiment: str,
+    smoke: bool = False,
+    overrides: dict | None = None,
+    evaluate_runs: bool = True,
+    seeds: list[int] | None = None,
+    baseline: bool = True,
+    baseline_only: bool = False,
+) -> list[Path]:
+    """What an experiment notebook does, top to bottom, for each seed one after another (default: the config's):
+    config and data checks, the reward set and its checks, then per seed the model, the untrained baseline (once per
+    base model and prompt), training (resuming) and evaluation on every set. Returns the run folders."""
+    from utils.evaluate import evaluate_baseline
     from utils.experiments import make_config
     from utils.model import load_model, load_tokenizer
     from utils.reward_lab import check_reward_funcs, training_rows
     from utils.rewards import build_rewards
 
     cfg = make_config(experiment, smoke=smoke, overrides=overrides)
-    state = process_state()  # starts the process group under torchrun / accelerate launch
+    process_state()  # starts the process group under torchrun / accelerate launch
+    if baseline_only:  # the seed launcher's first step: one evaluation that every seed then reuses
+        model, tokenizer, backend = load_model(cfg)
+        evaluate_baseline(cfg, model, tokenizer, backend)
+        return []
     rewards = build_rewards(cfg.reward_set, load_tokenizer(cfg.model_name), **cfg.reward_settings)
     check_reward_funcs(rewards, training_rows(cfg), one_shot=cfg.one_shot)
-    model, tokenizer, backend = load_model(cfg)
-    if evaluate_runs:
-        table = summaries_table(evaluate_baseline(cfg, model, tokenizer, backend))
-        if state.is_main_process:
-            print(f"Untrained baseline ({baseline_dir(cfg)}):\n{table.to_string()}")
-    run_dir = train(cfg, model, tokenizer, rewards, backend)
-    if evaluate_runs:
-        adapter = run_dir / runs.ADAPTER
-        table = summaries_table(evaluate_all(cfg, model, tokenizer, run_dir, backend, adapter))
-        if state.is_main_process:
-            print(f"Trained ({run_dir}):\n{table.to_string()}")
-    state.wait_for_everyone()
-    return run_dir
+    return [train_and_evaluate(cfg, rewards, seed, baseline, evaluate_runs) for seed in seeds or [cfg.seed]]
 
 
 def main(argv=None) -> None:
@@ -447,8 +468,31 @@ def main(argv=None) -> None:
         "--set trl_args='{\"epsilon\": 0.3}'",
     )
     parser.add_argument("--no-eval", action="store_true", help="skip the baseline and the final evaluations")
+    parser.add_argument("--seeds", type=int, nargs="+", help="train these seeds, one after another (default: seed)")
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        metavar="DEVICE",
+        help="with --seeds: one seed per device at once, each in its own process and run folder (GPU indices, e.g. "
+        "0 1; 'cpu' for a CPU process). Independent runs, unlike torchrun's data-parallel one",
+    )
+    parser.add_argument("--no-baseline", action="store_true", help=argparse.SUPPRESS)  # the launcher's children
+    parser.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    run_experiment(args.experiment, args.smoke, parse_overrides(args.set), evaluate_runs=not args.no_eval)
+    if args.devices:
+        from utils.launcher import run_seeds_on_devices
+
+        run_seeds_on_devices(args.experiment, args.smoke, args.set, args.seeds, args.devices, not args.no_eval)
+        return
+    run_experiment(
+        args.experiment,
+        args.smoke,
+        parse_overrides(args.set),
+        evaluate_runs=not args.no_eval,
+        seeds=args.seeds,
+        baseline=not args.no_baseline,
+        baseline_only=args.baseline_only,
+    )
 
 
 if __name__ == "__main__":
