@@ -70,12 +70,16 @@ def test_smoke_pipeline_executes_every_notebook_and_writes_runs():
         for ood in ("svamp", "asdiv", "mawps"):  # out-of-distribution, small limits in smoke mode
             assert runs.read_json(run_dir / runs.eval_files(ood)[1])["n"] == 4
         assert (REPO_ROOT / baseline_dir(cfg) / runs.EVAL_SUMMARY).exists()  # random weights: one per seed
+        for folder in (run_dir, REPO_ROOT / baseline_dir(cfg)):  # sampled: untrained and trained, K = 4
+            sampled = runs.read_json(folder / runs.sampled_files()[1])
+            assert sampled["complete"] and (sampled["questions"], sampled["samples_per_question"]) == (4, 4)
     analysis = nbformat.read(out_dir / "05_analysis.ipynb", as_version=4)
     shown = " ".join(
         str(o.get("text", "")) + str(o.get("data", {})) for c in analysis.cells for o in c.get("outputs", [])
     )
     assert "2 seeds: 95% t-interval over seeds" in shown  # the across-seed table
     assert "2 seeds: exp4_cosine_no_penalty__smoke - exp2_oneshot__smoke" in shown  # pooled over seeds
+    assert "correct - wrong tokens, same question" in shown and "maj@4" in shown  # does longer reasoning help?
     executed = nbformat.read(out_dir / "02_exp2_oneshot.ipynb", as_version=4)
     assert any("pass TRL's contract checks" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     train_cell = next(c for c in executed.cells if c.cell_type == "code" and "run_dir = train(" in c.source)
@@ -84,4 +88,4 @@ def test_smoke_pipeline_executes_every_notebook_and_writes_runs():
     ask_cell = next(c for c in executed.cells if c.cell_type == "code" and "ask(cfg" in c.source)
     assert any("answer:" in o.get("text", "") for o in ask_cell.outputs)
     assert (root / "chart" / "study_accuracy.png").exists() and (root / "chart" / "kit_runs.png").exists()
-    assert (root / "chart" / "eval_sets.png").exists()
+    assert (root / "chart" / "eval_sets.png").exists() and (root / "chart" / "pass_at_k.png").exists()

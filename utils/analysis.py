@@ -166,7 +166,9 @@ def eval_table(runs_root="runs", eval_set: str = "gsm8k") -> pd.DataFrame:
             format_strict=s["format_strict"], mean_tokens=s["mean_completion_tokens"], truncated=s["truncated_share"]
         )
         rows.append(row)
-    return pd.DataFrame(rows).set_index(["run", "seed"]) if rows else pd.DataFrame()
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).astype({"seed": "Int64"}).set_index(["run", "seed"])
 
 
 def _verdicts(run: KitRun, eval_set: str, grader: str) -> pd.Series:
@@ -263,11 +265,16 @@ def compare_experiments(a: str, b: str, runs_root="runs", eval_set: str = "gsm8k
     result["stratified_test"] = seed_stratified_test(verdicts_a, verdicts_b)
     largest_sd = max(v for v in spread.values() if v == v)
     low, high = difference["ci95"]
-    ratio = f"{abs(difference['mean']) / largest_sd:.1f} times" if largest_sd > 0 else "more than"
+    test = result["stratified_test"]
+    note = f" ({test['note']})" if "note" in test else ""
+    if largest_sd > 0:
+        spread = f"the difference is {abs(difference['mean']) / largest_sd:.1f} times the seed-to-seed SD of accuracy"
+        spread += f" (up to {largest_sd:.3f})"
+    else:
+        spread = "every seed of each experiment scored the same"
     result["reading"] = (
         f"{len(seeds)} seeds: {b} - {a} = {difference['mean']:+.3f} [{low:+.3f}, {high:+.3f}] (t-interval over "
-        f"seeds); CMH p = {result['stratified_test']['p_value']:.3g}; the difference is {ratio} the seed-to-seed "
-        f"SD of accuracy (up to {largest_sd:.3f})."
+        f"seeds); CMH p = {test['p_value']:.3g}{note}; {spread}."
     )
     return result
 

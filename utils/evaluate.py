@@ -5,6 +5,7 @@ import hashlib
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,27 +24,58 @@ def chat_texts(tokenizer, prompts: list) -> list[str]:
     return [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
 
 
-def _generate_transformers(model, tokenizer, texts, max_new_tokens, batch_size, progress) -> list[tuple]:
-    """Batched greedy ``generate`` with left padding; (text, tokens, hit the limit) per prompt."""
+@dataclass(frozen=True)
+class Sampling:
+    """Sampled decoding: ``samples`` completions per prompt at a temperature and top-k (the training's, for the sampled
+    evaluation), seeded so a rerun draws the same completions. Everywhere else decoding is greedy."""
+
+    samples: int
+    temperature: float
+    top_k: int
+    seed: int
+
+    def describe(self) -> str:
+        top_k = f"top-k {self.top_k}" if self.top_k else "no top-k"
+        return f"sampled: {self.samples} per question, temperature {self.temperature}, {top_k}, seed {self.seed}"
+
+
+def _generate_transformers(
+    model, tokenizer, texts, max_new_tokens, batch_size, progress, sampling=None
+) -> list[tuple]:
+    """Batched ``generate`` with left padding, greedy or ``sampling``; (text, tokens, hit the limit) per completion,
+    prompt by prompt. With sampling a batch holds ``batch_size`` completions: ``batch_size // samples`` prompts."""
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     was_training = model.training
     model.eval()
     stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    per_prompt = sampling.samples if sampling else 1
+    prompts_per_batch = max(1, batch_size // per_prompt)
+    if sampling is None:  # plain greedy: override the sampling settings and repetition penalty (1.1) of Qwen's config
+        decoding = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        decoding = dict(
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=1.0,
+            num_return_sequences=per_prompt,
+        )
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     results = []
     try:
-        for start in tqdm(range(0, len(texts), batch_size), desc="generating", disable=not progress, unit="batch"):
+        for start in tqdm(
+            range(0, len(texts), prompts_per_batch), desc="generating", disable=not progress, unit="batch"
+        ):
             batch = tokenizer(
-                texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+                texts[start : start + prompts_per_batch], return_tensors="pt", padding=True, add_special_tokens=False
             ).to(model.device)
-            with torch.no_grad():
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                if sampling is not None:
+                    torch.manual_seed(sampling.seed + start)  # per batch: a resumed evaluation draws the same samples
                 out = model.generate(
-                    # Plain greedy: override the sampling settings and repetition penalty (1.1) of Qwen's config.
                     **batch,
+                    **decoding,
                     max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
                     repetition_penalty=1.0,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=tokenizer.eos_token_id,
@@ -58,33 +90,53 @@ def _generate_transformers(model, tokenizer, texts, max_new_tokens, batch_size, 
     return results
 
 
-def _generate_vllm(model, texts, max_new_tokens, lora_path) -> list[tuple]:
-    """Unsloth's vLLM engine (``fast_inference``), with the trained LoRA when one is given."""
+def _generate_vllm(model, texts, max_new_tokens, lora_path, sampling=None) -> list[tuple]:
+    """Unsloth's vLLM engine (``fast_inference``), with the trained LoRA when one is given; ``n`` samples per prompt
+    share the prompt's cache."""
     from vllm import SamplingParams
 
-    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+    if sampling is None:
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+    else:
+        params = SamplingParams(
+            n=sampling.samples,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k or -1,  # vLLM's "off"
+            top_p=1.0,
+            seed=sampling.seed,
+            max_tokens=max_new_tokens,
+        )
     lora = model.load_lora(str(lora_path)) if lora_path else None
     outputs = model.fast_generate(texts, sampling_params=params, lora_request=lora, use_tqdm=True)
-    return [(o.outputs[0].text, len(o.outputs[0].token_ids), o.outputs[0].finish_reason == "length") for o in outputs]
+    return [(c.text, len(c.token_ids), c.finish_reason == "length") for o in outputs for c in o.outputs]
 
 
 def generate_completions(
-    model, tokenizer, prompts, max_new_tokens, batch_size=64, backend=None, lora_path=None, progress=True
+    model,
+    tokenizer,
+    prompts,
+    max_new_tokens,
+    batch_size=64,
+    backend=None,
+    lora_path=None,
+    progress=True,
+    sampling=None,
 ) -> list[tuple]:
-    """(text, tokens, hit the limit) per prompt. The vLLM engine serves the base model plus a saved LoRA; after full
-    fine-tuning there is no adapter to load, so the trained weights are decoded with ``generate``."""
+    """(text, tokens, hit the limit) per completion: one per prompt, greedy, or ``sampling.samples`` per prompt, prompt
+    by prompt. The vLLM engine serves the base model plus a saved LoRA; after full fine-tuning there is no adapter to
+    load, so the trained weights are decoded with ``generate``."""
     texts = chat_texts(tokenizer, prompts)
     if backend is not None and backend.fast_inference and (lora_path is None or Path(lora_path).exists()):
-        return _generate_vllm(model, texts, max_new_tokens, lora_path)
+        return _generate_vllm(model, texts, max_new_tokens, lora_path, sampling)
     if backend is not None and backend.unsloth:
         from unsloth import FastLanguageModel
 
         FastLanguageModel.for_inference(model)
         try:
-            return _generate_transformers(model, tokenizer, texts, max_new_tokens, batch_size, progress)
+            return _generate_transformers(model, tokenizer, texts, max_new_tokens, batch_size, progress, sampling)
         finally:
             FastLanguageModel.for_training(model)
-    return _generate_transformers(model, tokenizer, texts, max_new_tokens, batch_size, progress)
+    return _generate_transformers(model, tokenizer, texts, max_new_tokens, batch_size, progress, sampling)
 
 
 def grade(completion: str, gold: str) -> dict:
@@ -239,10 +291,10 @@ def baseline_dir(cfg) -> Path:
 
 
 def evaluate_baseline(cfg, model, tokenizer, backend=None) -> dict:
-    """Evaluate the untrained model with the experiment's prompt on every evaluated set: the numbers training must
-    beat. A set already evaluated with the same identity (``evaluation_identity``: model, questions, prompt, decoding,
-    engine, ...) is reused; anything else is evaluated again. Call it before training (a fresh LoRA adapter leaves the
-    model unchanged). Returns the summaries by set."""
+    """Evaluate the untrained model with the experiment's prompt on every evaluated set, and sampled on GSM8K: the
+    numbers training must beat. A set already evaluated with the same identity (``evaluation_identity``: model,
+    questions, prompt, decoding, engine, ...) is reused; anything else is evaluated again. Call it before training (a
+    fresh LoRA adapter leaves the model unchanged). Returns the greedy summaries by set."""
     out_dir = baseline_dir(cfg)
     summaries = {}
     for name in evaluated_sets(cfg):
@@ -254,7 +306,21 @@ def evaluate_baseline(cfg, model, tokenizer, backend=None) -> dict:
             summaries[name] = saved
         else:
             summaries[name] = evaluate(cfg, model, tokenizer, out_dir, backend, eval_set_name=name)
+    sampled_evaluation(cfg, model, tokenizer, out_dir, backend, seed=0)  # one sampling seed: shared by every run
     return summaries
+
+
+def sampled_evaluation(cfg, model, tokenizer, out_dir, backend=None, lora_path=None, seed=None) -> dict:
+    """``utils.sampled.sampled_evaluate`` of GSM8K unless switched off (``sampled_eval_limit=0``); it runs in one
+    process, so under torchrun it is skipped, with a message."""
+    from utils.sampled import sampled_evaluate
+
+    if cfg.sampled_eval_limit == 0:
+        return {}
+    if _process_group()[1] > 1:
+        print("The sampled evaluation runs in one process: skipped under torchrun (run the experiment without it).")
+        return {}
+    return sampled_evaluate(cfg, model, tokenizer, out_dir, backend, lora_path, seed=seed)
 
 
 def summaries_table(summaries: dict):

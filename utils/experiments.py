@@ -178,6 +178,14 @@ class ExperimentConfig:
     )
     eval_batch_size: int = setting(64, "prompts per evaluation batch", minimum=1, trains=False)
     eval_max_new_tokens: int = setting(786, "tokens an evaluation answer may take", minimum=1, trains=False)
+    sampled_eval_limit: int | None = setting(
+        300,
+        "GSM8K questions answered sampled_eval_k times at the training's sampling (pass@k, majority vote, length vs "
+        "correctness); None: all, 0: off",
+        minimum=0,
+        trains=False,
+    )
+    sampled_eval_k: int = setting(8, "samples per question in the sampled evaluation", minimum=2, trains=False)
     probe_size: int = setting(50, "fixed test questions scored during training ...", minimum=0, trains=False)
     probe_every: int = setting(100, "... every this many steps (0: off)", minimum=0, trains=False)
 
@@ -544,6 +552,8 @@ SMOKE_OVERRIDES = dict(
     eval_max_new_tokens=24,
     probe_size=4,
     probe_every=2,
+    sampled_eval_limit=4,
+    sampled_eval_k=4,
     run_root="runs/smoke",
 )
 

@@ -90,6 +90,12 @@ def _answer_value(text: str) -> Fraction | None:
     return _last_value(text)
 
 
+def numeric_answer(text: str) -> str | None:
+    """The exact value a completion answers with, as text (``18``, ``3/4``), the key majority voting counts by."""
+    value = _answer_value(text)
+    return str(value) if value is not None else None
+
+
 def extract_numeric_answer(text: str) -> float | None:
     """The number a completion answers with: its ``<answer>`` block when present, else its last number."""
     value = _answer_value(text)
@@ -131,6 +137,12 @@ def _gold_value(gold) -> Fraction | None:
 def is_correct_strict(completion: str, gold: str) -> bool:
     """The study's grader: exact string equality of the extracted ``<answer>`` text and the gold."""
     return isinstance(completion, str) and extract_xml_answer(completion) == str(gold)
+
+
+def answer_matches(answer: str | None, gold) -> bool:
+    """Whether an answer from ``numeric_answer`` has the gold's value, as the numeric grader judges it."""
+    expected = _gold_value(gold)
+    return answer is not None and expected is not None and same_value(Fraction(answer), expected)
 
 
 def is_correct(completion: str, gold) -> bool:

@@ -19,6 +19,7 @@ from utils import REPO_ROOT
 from utils.analysis import RAMP_STEPS, compare_experiments, eval_table, load_kit_logs, seed_table
 from utils.bench import markdown_table, memory_estimates
 from utils.evaluate import evaluation_minutes_estimate
+from utils.sampled import experiments_table, sampled_minutes_estimate
 from utils.study import load_study_runs, save_study_charts, study_comparison, window_table, written_reading
 
 README = REPO_ROOT / "README.md"
@@ -96,6 +97,16 @@ def kit_results_lines(runs_root) -> list[str]:
     pair = compare_experiments("exp2_oneshot", "exp4_cosine_no_penalty", runs_root)
     if pair["seeds"]:
         lines += ["", f"Exp4 vs Exp2 on the same questions: {pair['reading']}"]
+    sampled = experiments_table(runs_root)
+    if len(sampled):
+        lines += [
+            "",
+            "Sampled evaluation (GSM8K, K samples per question at the training's sampling; numeric grader; pass@k by "
+            "the unbiased estimator, maj@k the majority vote; length vs correctness within question, without "
+            "truncated samples; 95% bootstrap over questions, or t over seeds):",
+            "",
+            sampled.to_markdown(),
+        ]
     return lines
 
 
@@ -144,14 +155,17 @@ def eval_time_markdown() -> str:
     from utils.evaluate import ASSUMED_T4_SECONDS_PER_DECODE_STEP
     from utils.experiments import make_config
 
-    estimate = evaluation_minutes_estimate(make_config("exp2_oneshot"))
+    cfg = make_config("exp2_oneshot")
+    estimate, sampled = evaluation_minutes_estimate(cfg), sampled_minutes_estimate(cfg)
     sets = ", ".join(f"{name} {n:,}" for name, n in estimate["questions"].items())
     return (
-        f"**Estimate, not a measurement** (no GPU has timed it yet): evaluating one model on {sets} questions takes "
-        f"about {estimate['minutes']:.0f} minutes on a T4 ({estimate['arithmetic']}, assuming "
-        f"{ASSUMED_T4_SECONDS_PER_DECODE_STEP * 1000:.0f} ms per decoding step of a 64-prompt batch and every batch "
-        f"running to the limit); a notebook evaluates the untrained and the trained model, about "
-        f"{2 * estimate['minutes']:.0f} minutes beside training."
+        f"**Estimates, not measurements** (no GPU has timed them yet): evaluating one model greedily on {sets} "
+        f"questions takes about {estimate['minutes']:.0f} minutes on a T4 ({estimate['arithmetic']}, assuming "
+        f"{ASSUMED_T4_SECONDS_PER_DECODE_STEP * 1000:.0f} ms per decoding step of a 64-sequence batch and every "
+        f"batch running to the limit), and its sampled evaluation about {sampled['minutes']:.0f} minutes more "
+        f"({sampled['arithmetic']}); a notebook evaluates the untrained and the trained model, about "
+        f"{2 * (estimate['minutes'] + sampled['minutes']):.0f} minutes beside training "
+        f"({2 * estimate['minutes']:.0f} with `SAMPLED_EVAL_LIMIT = 0`)."
     )
 
 

@@ -56,6 +56,12 @@ def eval_files(eval_set: str = "gsm8k") -> tuple[str, str]:
     return f"eval_{eval_set}.jsonl", f"eval_{eval_set}_summary.json"
 
 
+def sampled_files(eval_set: str = "gsm8k") -> tuple[str, str]:
+    """The per-sample records and the summary of one set's sampled evaluation (``utils.sampled``)."""
+    suffix = "" if eval_set == "gsm8k" else f"_{eval_set}"
+    return f"sampled{suffix}.jsonl", f"sampled{suffix}_summary.json"
+
+
 # What a checkpoint must hold to be resumed from; a save cut short by a disconnect lacks some of it.
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")

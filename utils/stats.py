@@ -150,6 +150,16 @@ def seed_stratified_test(a_by_seed: list, b_by_seed: list) -> dict:
     for a, b in zip(a_by_seed, b_by_seed):
         a, b = np.asarray(a, bool), np.asarray(b, bool)
         tables.append(np.array([[b.sum(), (~b).sum()], [a.sum(), (~a).sum()]], float))
+    if all(t[:, 0].sum() in (0, t.sum()) for t in tables):  # every answer right, or every one wrong, in each seed
+        return {
+            "test": "Cochran-Mantel-Haenszel, stratified by seed",
+            "statistic": 0.0,
+            "p_value": 1.0,
+            "odds_ratio_b_vs_a": float("nan"),
+            "odds_ratio_ci95": [float("nan"), float("nan")],
+            "seeds": len(tables),
+            "note": "no seed has both right and wrong answers: nothing tells the experiments apart",
+        }
     stratified = StratifiedTable(tables)
     test = stratified.test_null_odds(correction=True)
     low, high = stratified.oddsratio_pooled_confint()

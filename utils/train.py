@@ -391,11 +391,12 @@ def train_and_evaluate(
     cfg: ExperimentConfig, rewards: list, seed: int | None = None, baseline: bool = True, evaluate_runs: bool = True
 ) -> Path:
     """One seed of an experiment, as its notebook runs it: a fresh model, the untrained baseline (reused when already
-    evaluated for this base model and prompt), training (resuming), evaluation on every set. ``seed`` replaces the
-    config's. The model is freed at the end, so seeds can follow one another. Returns the run folder."""
+    evaluated for this base model and prompt), training (resuming), evaluation on every set and sampled on GSM8K.
+    ``seed`` replaces the config's. The model is freed at the end, so seeds can follow one another. Returns the run
+    folder."""
     import gc
 
-    from utils.evaluate import baseline_dir, evaluate_all, evaluate_baseline, summaries_table
+    from utils.evaluate import baseline_dir, evaluate_all, evaluate_baseline, sampled_evaluation, summaries_table
     from utils.model import load_model
 
     if seed is not None and seed != cfg.seed and cfg.run_name:
@@ -412,6 +413,7 @@ def train_and_evaluate(
         table = summaries_table(evaluate_all(cfg, model, tokenizer, run_dir, backend, run_dir / runs.ADAPTER))
         if state.is_main_process:
             print(f"Trained ({run_dir}):\n{table.to_string()}")
+        sampled_evaluation(cfg, model, tokenizer, run_dir, backend, run_dir / runs.ADAPTER)
     state.wait_for_everyone()
     del model
     gc.collect()
