@@ -5,12 +5,20 @@ import pytest
 from utils.bench import markdown_table, project_epoch, run_benchmark
 
 
+@pytest.fixture(scope="module")
+def kit_and_study(tmp_path_factory):
+    """The kit against the study's setup, one run for both tests (the backends: the GPU evidence dry run)."""
+    out_dir = tmp_path_factory.mktemp("bench")
+    kwargs = dict(steps=2, lengths=[8], experiments=["exp2_oneshot"], out_dir=out_dir, backends=False)
+    return run_benchmark(**kwargs, evaluation=False), out_dir
+
+
 @pytest.mark.slow
-def test_benchmark_measures_both_configurations_in_one_run(tmp_path):
-    report = run_benchmark(steps=2, lengths=[8], experiments=["exp2_oneshot"], out_dir=tmp_path)
-    saved = json.loads((tmp_path / "bench.json").read_text())
-    assert [(r["config"], r["status"]) for r in saved["results"]] == [("study", "ok"), ("kit", "ok")]
-    study, kit = saved["results"]
+def test_benchmark_measures_both_configurations_in_one_run(kit_and_study):
+    report, out_dir = kit_and_study
+    saved = json.loads((out_dir / "bench.json").read_text())
+    assert [(r["config"], r["status"]) for r in saved["results"]] == [("kit", "ok"), ("study", "ok")]
+    kit, study = saved["results"]
     assert study["backend"]["name"] == "transformers (full fine-tuning)" and kit["backend"]["lora_rank"] == 64
     assert study["ran"]["trainer_class"] == "trl.trainer.grpo_trainer.GRPOTrainer"  # plain TRL
     assert study["ran"]["optim"] == kit["ran"]["optim"] == "adamw_torch"
@@ -49,10 +57,47 @@ def test_evaluation_time_estimate_arithmetic():
 
 
 @pytest.mark.slow
-def test_a_published_benchmark_is_rendered_into_the_readme(tmp_path):
+def test_a_published_benchmark_is_rendered_into_the_readme(kit_and_study, tmp_path):
     from utils.report import speed_markdown
 
     assert "No GPU benchmark has been published yet" in speed_markdown(tmp_path / "absent.json")
-    run_benchmark(steps=2, lengths=[8], experiments=["exp2_oneshot"], out_dir=tmp_path)
-    text = speed_markdown(tmp_path / "bench.json")
+    text = speed_markdown(kit_and_study[1] / "bench.json")
     assert "| study | exp2_oneshot | 8 |" in text and "kit / study at 8 tokens" in text
+
+
+@pytest.mark.slow
+def test_the_lora_learning_rate_check_runs_and_reports(tmp_path):
+    from utils.lora_lr import markdown, sweep
+
+    report = sweep(rates=[1e-4, 1e-2], seeds=[0], steps=1, out_dir=tmp_path)
+    saved = json.loads((tmp_path / "lora_lr.json").read_text())
+    assert set(saved["gain_per_step"]) == {"full fine-tuning", "LoRA r8 alpha32"}
+    assert list(saved["gain_per_step"]["full fine-tuning"]) == ["0.0001", "0.01"]
+    assert saved["best_rate_ratio_lora_to_full"] == report["best_rate_ratio_lora_to_full"] > 0
+    assert "not the 0.5B model" in saved["what"] + markdown(report)
+
+
+@pytest.mark.slow
+def test_the_gpu_evidence_command_dry_runs_on_a_cpu_within_its_budget(tmp_path):
+    """The one command a device call runs, on the tiny model: it finishes what it starts, names what it skips."""
+    import os
+    import subprocess
+
+    from utils import REPO_ROOT
+
+    env = {**os.environ, "BUDGET": "60", "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(
+        ["bash", "tests/gpu_evidence.sh", str(tmp_path), "--dry-run"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["results"] and all(r["status"] == "ok" for r in report["results"])  # every one started, finished
+    assert report["skipped"] and all("expected_seconds" in s for s in report["skipped"])  # the rest, named
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "evidence.log"]  # what comes back
+    log = (tmp_path / "evidence.log").read_text()
+    assert "=== tests/test_gpu.py" in log and "skipped" in log and "=== done in" in log

@@ -48,7 +48,8 @@ def test_help_lists_every_config_field_with_its_default(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "one_shot (from the experiment): add the study's one-shot example" in out
-    assert "learning_rate (default 5e-06)" in out and "ood_eval_limit (default 300)" in out
+    assert "learning_rate (default None): None: the study's 5e-6 for full fine-tuning, 10x that for LoRA" in out
+    assert "ood_eval_limit (default 300)" in out
 
 
 def command(run_root, *extra, processes=1):
@@ -158,6 +159,7 @@ def test_one_seed_per_device_trains_separate_runs_at_once_with_one_baseline(tmp_
 
     model = materialize_random_model("tiny", tmp_path / "model")
     settings = ("--set", f"model_name={model}", "--set", "allow_cpu=true")
+    settings += ("--set", "sampled_eval_limit=0", "--set", "harness_eval_limit=0")  # the launcher is the point
     out = run(command(tmp_path, *settings, "--seeds", "42", "43", "--devices", "cpu", "cpu"))
     assert "Evaluating the untrained baseline once" in out and out.count("done (exit 0)") == 2
     folders = {seed: run_folder(tmp_path, *settings, "--set", f"seed={seed}") for seed in (42, 43)}

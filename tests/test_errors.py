@@ -49,7 +49,7 @@ BAD_SETTINGS = [
     (dict(trl_args={"learning_rate": 1e-3}), r"trl_args\['learning_rate'\]: set the config field learning_rate"),
     (dict(trl_args={"top_p": 0.9}), r"trl_args\['top_p'\]: fixed by the kit for every run \(to 1.0\)"),
     # numbers written as strings: named, with the fix
-    (dict(learning_rate="5e-6"), r"learning_rate='5e-6': use a number > 0 \(write it without quotes: 5e-6\)"),
+    (dict(learning_rate="5e-6"), r"learning_rate='5e-6': use a number > 0 or None \(write it without quotes: 5e-6\)"),
     (dict(temperature="0.7"), r"temperature='0.7': use a number > 0 \(write it without quotes: 0.7\)"),
     (dict(gpu_memory_utilization="0.5"), r"gpu_memory_utilization='0.5': use a number > 0 and < 1 \(write it"),
     (dict(seed="42"), r"seed='42': use a whole number >= 0 and <= 4294967295 \(write it without quotes: 42\)"),

@@ -52,7 +52,13 @@ def test_evaluate_writes_per_set_files_and_records_the_set(tmp_path):
     from utils.model import load_model
 
     cfg = make_config(
-        "exp2_oneshot", smoke=True, run_root=str(tmp_path), eval_limit=3, ood_eval_limit=2, eval_max_new_tokens=4
+        "exp2_oneshot",
+        smoke=True,
+        run_root=str(tmp_path),
+        eval_limit=3,
+        ood_eval_limit=2,
+        eval_max_new_tokens=4,
+        overrides=dict(sampled_eval_limit=0, harness_eval_limit=0),
     )
     model, tokenizer, backend = load_model(cfg)
     summaries = evaluate_all(cfg, model, tokenizer, tmp_path / "run", backend)
@@ -64,7 +70,14 @@ def test_evaluate_writes_per_set_files_and_records_the_set(tmp_path):
         assert len(runs.read_rows(tmp_path / "run" / records)) == summary["n"]
     baseline = evaluate_baseline(cfg, model, tokenizer, backend)
     assert set(baseline) == set(summaries)
-    skip_ood = make_config("exp2_oneshot", smoke=True, run_root=str(tmp_path / "b"), ood_eval_limit=0)
+    skip_ood = make_config(
+        "exp2_oneshot",
+        smoke=True,
+        run_root=str(tmp_path / "b"),
+        ood_eval_limit=0,
+        sampled_eval_limit=0,
+        harness_eval_limit=0,
+    )
     assert list(evaluate_baseline(skip_ood, model, tokenizer, backend)) == ["gsm8k"]
 
 
@@ -79,6 +92,7 @@ def test_the_baseline_is_reused_only_for_what_produced_it(tmp_path, capsys):
     from utils.model import load_model
 
     settings = dict(smoke=True, run_root=str(tmp_path), eval_limit=2, ood_eval_limit=0, eval_max_new_tokens=4)
+    settings.update(sampled_eval_limit=0, harness_eval_limit=0)  # the greedy baseline's identity is the point here
     cfg = make_config("exp2_oneshot", **settings)
     model, tokenizer, backend = load_model(cfg)
     first = evaluate_baseline(cfg, model, tokenizer, backend)["gsm8k"]

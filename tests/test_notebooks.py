@@ -73,6 +73,11 @@ def test_smoke_pipeline_executes_every_notebook_and_writes_runs():
         for folder in (run_dir, REPO_ROOT / baseline_dir(cfg)):  # sampled: untrained and trained, K = 4
             sampled = runs.read_json(folder / runs.sampled_files()[1])
             assert sampled["complete"] and (sampled["questions"], sampled["samples_per_question"]) == (4, 4)
+            harness = runs.read_json(folder / "harness.json")  # lm-evaluation-harness, 4 questions in smoke mode
+            assert harness["limit"] == 4 and set(harness["protocols"]) == {
+                "gsm8k 5-shot",
+                "gsm8k CoT 8-shot, chat template",
+            }
     analysis = nbformat.read(out_dir / "05_analysis.ipynb", as_version=4)
     shown = " ".join(
         str(o.get("text", "")) + str(o.get("data", {})) for c in analysis.cells for o in c.get("outputs", [])
@@ -80,6 +85,7 @@ def test_smoke_pipeline_executes_every_notebook_and_writes_runs():
     assert "2 seeds: 95% t-interval over seeds" in shown  # the across-seed table
     assert "2 seeds: exp4_cosine_no_penalty__smoke - exp2_oneshot__smoke" in shown  # pooled over seeds
     assert "correct - wrong tokens, same question" in shown and "maj@4" in shown  # does longer reasoning help?
+    assert "gsm8k 5-shot: flexible-extract" in shown  # numbers comparable with published ones
     executed = nbformat.read(out_dir / "02_exp2_oneshot.ipynb", as_version=4)
     assert any("pass TRL's contract checks" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     train_cell = next(c for c in executed.cells if c.cell_type == "code" and "run_dir = train(" in c.source)

@@ -136,7 +136,7 @@ def test_grpo_config_reproduces_the_studys_logged_arguments(tmp_path, monkeypatc
 
         monkeypatch.setattr(trl, "GRPOConfig", UnslothGRPOConfig)
     study = json.loads((REPO_ROOT / "utils" / "assets" / "study_args.json").read_text())["args"]
-    cfg = make_config("exp2_oneshot")
+    cfg = make_config("exp2_oneshot", lora_rank=0)  # the study's full fine-tuning; LoRA's rate is 10x (its own test)
     args = grpo_config(cfg, tmp_path)
     for key in (
         "learning_rate",
@@ -429,3 +429,33 @@ def test_a_run_saved_before_a_field_existed_resumes_as_it_ran(tmp_path):
     runs.write_json(cfg.run_dir / runs.CONFIG, dict(older, max_completion_length=24))
     with pytest.raises(ValueError, match=r"trained differently \(cosine_max_length: 786 -> 24\)"):
         check_resumable(short, [], cfg.run_dir)  # that run's cosine budget was 786, this one's would be 24
+
+
+def test_lora_learns_at_ten_times_the_studys_rate_and_a_set_rate_wins():
+    from utils.experiments import config_table
+
+    lora, full = make_config("exp2_oneshot"), make_config("exp2_oneshot", lora_rank=0)
+    assert (lora.learning_rate, lora.lora_rank, lora.lora_alpha) == (5e-5, 64, 32)  # 10 x 5e-6, alpha / rank = 0.5
+    assert full.learning_rate == 5e-6  # the study's, for what the study did
+    assert make_config("exp2_oneshot", learning_rate=2e-5).learning_rate == 2e-5
+    table = config_table(lora)
+    assert table.loc["learning_rate", "value"] == "5e-05" and table.loc["learning_rate", "changed"] == ""
+    assert "10x that for LoRA" in table.loc["learning_rate", "what it does"]
+
+
+def test_a_run_trained_under_the_earlier_defaults_resumes_with_them(tmp_path, capsys):
+    """LoRA runs saved before the rule (learning rate 5e-6, alpha 64) keep what they were trained with."""
+    import dataclasses
+
+    from utils.train import check_resumable
+
+    cfg = make_config("exp2_oneshot", run_root=str(tmp_path))
+    older = dataclasses.replace(cfg, learning_rate=5e-6, lora_alpha=64, run_name=cfg.run_dir.name)
+    older.run_dir.mkdir(parents=True)
+    older.save(older.run_dir / runs.CONFIG)
+    again = make_config("exp2_oneshot", run_root=str(tmp_path))  # the notebook rerun, nothing set
+    assert (again.learning_rate, again.lora_alpha, again.run_dir) == (5e-6, 64, older.run_dir)
+    assert "trained with the kit's earlier defaults" in capsys.readouterr().out
+    check_resumable(again, [], older.run_dir)  # resumes, not refused
+    chosen = make_config("exp2_oneshot", run_root=str(tmp_path), learning_rate=5e-5, lora_alpha=32)
+    assert chosen.run_dir == older.run_dir and chosen.learning_rate == 5e-5  # set: the user's choice (refused there)

@@ -15,18 +15,12 @@ from utils import runs
 from utils.callbacks import TrainingDiverged
 from utils.evaluate import evaluate
 from utils.experiments import make_config
+from utils.lora_lr import expected_low_token_share, low_token_share
 from utils.model import load_model
 from utils.rewards import build_rewards
 from utils.train import train
 
 pytestmark = pytest.mark.slow
-
-
-def low_token_share(completion_ids, **kwargs):
-    """A reward a random model can learn: the share of completion tokens in the lower half of the vocabulary.
-    (Every study reward is 0 for a random model, so its advantages, and gradients, would be 0.)"""
-    half = 151_665 // 2
-    return [sum(t < half for t in ids) / max(len(ids), 1) for ids in completion_ids]
 
 
 def tiny_config(tmp_path, **overrides):
@@ -368,28 +362,16 @@ def test_out_of_memory_names_the_settings_to_lower(tmp_path, monkeypatch):
         evaluate(cfg, model, tokenizer, backend=backend, progress=False)
 
 
-def expected_low_token_share(model, tokenizer, prompts, temperature=0.9) -> float:
-    """The policy's expected ``low_token_share`` for its next token on fixed prompts: exact, no sampling noise."""
-    from utils.evaluate import chat_texts
-
-    batch = tokenizer(chat_texts(tokenizer, prompts), return_tensors="pt", padding=True, padding_side="left")
-    model.eval()
-    with torch.no_grad():
-        probs = torch.softmax(model(**batch).logits[:, -1, :] / temperature, dim=-1)
-    model.train()
-    return probs[:, : 151_665 // 2].sum(-1).mean().item()
-
-
 def test_grpo_raises_a_learnable_reward(tmp_path):
     """GRPO measurably raises a reward the random model can learn. Sampling uses the whole vocabulary (top_k=0): with
     the study's top-k 50 the reward would only see 50 tokens of the random model. The run is deterministic on a CPU;
-    at these settings seed 42 rises by 0.043 (seeds 1-4 by 0.017-0.099), a run whose weights do not learn by 0."""
+    at these settings seed 42 rises by 0.105 (seeds 1-4 by 0.047-0.118), a run whose weights do not learn by 0."""
     from utils.data import SAMPLE_DATA_DIR, build_dataset
 
     cfg = tiny_config(
         tmp_path,
         max_steps=12,
-        learning_rate=1e-2,
+        learning_rate=2e-2,  # alpha 32 at rank 64 scales LoRA's update by 0.5: twice the rate, the same steps
         num_generations=8,
         prompts_per_step=1,
         max_completion_length=8,
@@ -401,7 +383,7 @@ def test_grpo_raises_a_learnable_reward(tmp_path):
     )
     model, tokenizer, backend = load_model(cfg)
     prompts = build_dataset("train", True, SAMPLE_DATA_DIR, limit=8)["prompt"]
-    before = expected_low_token_share(model, tokenizer, prompts)
+    before = expected_low_token_share(model, tokenizer, prompts, temperature=0.9)
     train(cfg, model, tokenizer, [low_token_share], backend)
-    after = expected_low_token_share(model, tokenizer, prompts)
-    assert after > before + 0.03, f"expected reward did not rise: {before:.3f} -> {after:.3f}"
+    after = expected_low_token_share(model, tokenizer, prompts, temperature=0.9)
+    assert after > before + 0.05, f"expected reward did not rise: {before:.3f} -> {after:.3f}"

@@ -31,8 +31,16 @@ EPOCH_STEPS = 1866  # 7,464 training prompts / 4 prompts per step
 BANDWIDTH_GBS = {"T4": 320, "H100": 3350, "H200": 4800, "A100": 2039, "L4": 300}
 CONFIGS = {
     "study": dict(lora_rank=0, use_unsloth=False, fast_inference=False),
-    "kit": dict(),  # the kit's defaults
+    "kit": dict(),  # the kit's defaults: Unsloth where it is installed
+    # Generation dominates a GRPO step: the kit's LoRA with other generation backends, side by side.
+    "kit, generate": dict(use_unsloth=False),  # transformers + PEFT, TRL's default generate
+    "kit, continuous batching": dict(use_unsloth=False, trl_args={"use_transformers_continuous_batching": True}),
+    "kit, static cache": dict(use_unsloth=False, trl_args={"cache_implementation": "static"}),
 }
+BACKENDS = ["kit, generate", "kit, continuous batching", "kit, static cache"]
+EVAL_BATCH_SIZES = [32, 64, 128]  # the greedy evaluation's throughput at the kit's eval_batch_size and around it
+# Until a configuration of the same length has run, how long one is assumed to take (seconds, model load included).
+ASSUMED_SECONDS = {True: {150: 90, 786: 200}, False: {8: 25, 16: 30}}
 
 
 def uses_unsloth(config: str) -> bool:
@@ -60,7 +68,7 @@ def _worker(
     from utils.rewards import build_rewards
     from utils.train import train
 
-    overrides = dict(CONFIGS[config])
+    overrides = {k: v for k, v in CONFIGS[config].items()}
     cap_fraction = None
     if torch.cuda.is_available() and emulate_t4:
         cap_fraction = t4_memory_fraction(torch.cuda.get_device_properties(0).total_memory / 2**30)
@@ -184,6 +192,23 @@ def markdown_table(report: dict) -> str:
             f"\nkit / study at {ratio['completion_length']} tokens ({ratio['experiment']}): generated tokens/s "
             f"x{ratio['tokens_per_second_ratio']:.2f}, seconds per step x{ratio['step_time_ratio']:.2f}"
         )
+    for skipped in report.get("skipped", []):
+        lines.append(
+            f"\nskipped, the time budget would have run out: {skipped['config']} / {skipped['experiment']} / "
+            f"{skipped['completion_length']} tokens"
+        )
+    evaluation = report.get("evaluation", {})
+    if "batch_sizes" in evaluation:
+        lines.append(
+            f"\ngreedy evaluation ({evaluation['backend']['name']}, {evaluation['max_new_tokens']} new tokens), "
+            "generated tokens/s by batch size: "
+            + ", ".join(
+                f"{size}: {m['generated_tokens_per_second']:.0f}"
+                if "generated_tokens_per_second" in m
+                else f"{size}: {m['status']}"
+                for size, m in evaluation["batch_sizes"].items()
+            )
+        )
     env = report["environment"]
     lines.append(
         f"\n{report['device']}; {report['note']}; "
@@ -195,13 +220,32 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def plan(
+    experiments: list[str], lengths: list[int], unsloth: bool, backends: bool = True
+) -> list[tuple[str, str, int]]:
+    """The measurements, most important first, so a time budget drops the least important: the kit and the study at
+    the longest completions for each experiment, the generation backends, then the shorter completions."""
+    longest, rest = max(lengths), sorted(lengths)[:-1]
+    order = [(config, e, longest) for e in experiments for config in ("kit", "study")]
+    order += [(b, experiments[0], longest) for b in BACKENDS if backends and (unsloth or b != "kit, generate")]
+    order += [(config, e, length) for length in rest for e in experiments for config in ("kit", "study")]
+    return order
+
+
 def run_benchmark(
     steps: int | None = None,
     lengths: list[int] | None = None,
     experiments: list[str] | None = None,
     out_dir=REPO_ROOT / "runs" / "bench",
     emulate_t4: bool = True,
+    budget_seconds: float | None = None,
+    backends: bool = True,
+    evaluation: bool = True,
 ) -> dict:
+    """Every planned measurement that fits in ``budget_seconds`` (each started one is finished; one that would
+    overrun, judged by the longest of its length so far, is skipped and named), then the evaluation's throughput."""
+    import importlib.util
+
     import torch
 
     from utils.model import materialize_random_model
@@ -212,45 +256,55 @@ def run_benchmark(
     experiments = experiments or ["exp2_oneshot", "exp4_cosine_no_penalty"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     model_name = materialize_random_model(
         "random-full" if cuda else "tiny", out_dir / ("random-qwen2.5-0.5b" if cuda else "tiny-qwen2")
     )
-    results = []
-    for length in lengths:
-        for experiment in experiments:
-            for config in CONFIGS:
-                out = out_dir / f"{config}_{experiment}_{length}.json"
-                print(f"--- {config} / {experiment} / {length} tokens x {steps} steps", flush=True)
-                command = [
-                    sys.executable,
-                    "-m",
-                    "utils.bench",
-                    "--worker",
-                    config,
-                    "--experiment",
-                    experiment,
-                    "--length",
-                    str(length),
-                    "--steps",
-                    str(steps),
-                    "--model",
-                    model_name,
-                    "--out",
-                    str(out),
-                ]
-                if not emulate_t4:
-                    command.append("--no-t4")
-                done = subprocess.run(command, cwd=REPO_ROOT)
-                results.append(
-                    runs.read_json(out)
-                    if out.exists()
-                    else {
-                        "config": config,
-                        "experiment": experiment,
-                        "completion_length": length,
-                        "status": f"crashed (exit {done.returncode})",
-                    }
-                )
+    unsloth = cuda and importlib.util.find_spec("unsloth") is not None
+    results, skipped, took = [], [], {}
+    for config, experiment, length in plan(experiments, lengths, unsloth, backends):
+        expected = took.get(length, ASSUMED_SECONDS[cuda].get(length, 120))
+        if budget_seconds is not None and time.time() - started + expected > budget_seconds:
+            skipped.append(
+                {"config": config, "experiment": experiment, "completion_length": length, "expected_seconds": expected}
+            )
+            print(f"--- skipped {config} / {experiment} / {length}: ~{expected:.0f} s would overrun the budget")
+            continue
+        out = out_dir / f"{config.replace(', ', '_').replace(' ', '-')}_{experiment}_{length}.json"
+        print(f"--- {config} / {experiment} / {length} tokens x {steps} steps", flush=True)
+        command = [
+            sys.executable,
+            "-m",
+            "utils.bench",
+            "--worker",
+            config,
+            "--experiment",
+            experiment,
+            "--length",
+            str(length),
+            "--steps",
+            str(steps),
+            "--model",
+            model_name,
+            "--out",
+            str(out),
+        ]
+        if not emulate_t4:
+            command.append("--no-t4")
+        begun = time.time()
+        done = subprocess.run(command, cwd=REPO_ROOT)
+        took[length] = max(took.get(length, 0), time.time() - begun)
+        results.append(
+            runs.read_json(out)
+            if out.exists()
+            else {
+                "config": config,
+                "experiment": experiment,
+                "completion_length": length,
+                "status": f"crashed (exit {done.returncode})",
+            }
+        )
+    evaluation = eval_throughput(model_name, out_dir, emulate_t4, budget_seconds, started) if evaluation else {}
     gpu = torch.cuda.get_device_name(0) if cuda else None
     report = {
         "device": gpu or "CPU (tiny random Qwen2: checks the benchmark works; the numbers say nothing about GPUs)",
@@ -258,14 +312,78 @@ def run_benchmark(
         if cuda and emulate_t4
         else "no T4 emulation",
         "model": "Qwen2.5-0.5B-Instruct architecture, random weights" if cuda else "tiny random Qwen2",
+        "unsloth_installed": unsloth,
         "results": results,
+        "skipped": skipped,
+        "evaluation": evaluation,
         "ratios": ratios(results),
         "epoch_projection": project_epoch(results, gpu),
+        "budget_seconds": budget_seconds,
+        "seconds": round(time.time() - started),
         "environment": runs.environment_info(),
     }
     runs.write_json(out_dir / runs.BENCH, report)
     print(markdown_table(report))
     return report
+
+
+def eval_throughput(model_name: str, out_dir: Path, emulate_t4: bool, budget_seconds, started) -> dict:
+    """The greedy evaluation's generated tokens per second at each of ``EVAL_BATCH_SIZES``, in one process."""
+    if budget_seconds is not None and time.time() - started > budget_seconds:
+        return {"status": "skipped: the budget was spent"}
+    out = out_dir / "eval_throughput.json"
+    command = [sys.executable, "-m", "utils.bench", "--eval-worker", "--model", model_name, "--out", str(out)]
+    done = subprocess.run(command + ([] if emulate_t4 else ["--no-t4"]), cwd=REPO_ROOT)
+    return runs.read_json(out) if out.exists() else {"status": f"crashed (exit {done.returncode})"}
+
+
+def _eval_worker(model_name: str, out: Path, emulate_t4: bool) -> None:
+    """Greedy generation of one batch of the test set's prompts at each batch size, completions forced to the
+    evaluation's token limit (random weights never stop), with the kit's model as it evaluates it."""
+    from utils.runtime import import_unsloth_first
+
+    import_unsloth_first()
+    import torch
+
+    from utils.data import build_eval_dataset
+    from utils.evaluate import generate_completions
+    from utils.experiments import make_config
+    from utils.model import load_model
+
+    cuda = torch.cuda.is_available()
+    if cuda and emulate_t4:
+        torch.cuda.set_per_process_memory_fraction(
+            t4_memory_fraction(torch.cuda.get_device_properties(0).total_memory / 2**30)
+        )
+    tokens = 786 if cuda else 8
+    cfg = make_config(
+        "exp2_oneshot",
+        model_name=model_name,
+        data_dir=str(SAMPLE_DATA_DIR),
+        allow_cpu=True,
+        eval_max_new_tokens=tokens,
+        fast_inference=False,
+        **({"precision": "fp16"} if cuda and emulate_t4 else {}),
+    )
+    model, tokenizer, backend = load_model(cfg)
+    prompts = list(build_eval_dataset("gsm8k", True, cfg.data_dir)["prompt"])
+    measured = {}
+    for batch_size in EVAL_BATCH_SIZES if cuda else [4, 8]:
+        batch = (prompts * (batch_size // len(prompts) + 1))[:batch_size]
+        model.generation_config.min_new_tokens = tokens  # every sequence to the limit, as random weights would
+        begun = time.time()
+        try:
+            generated = generate_completions(model, tokenizer, batch, tokens, batch_size, backend, progress=False)
+        except torch.cuda.OutOfMemoryError:
+            measured[str(batch_size)] = {"status": "out of memory"}
+            continue
+        seconds = time.time() - begun
+        measured[str(batch_size)] = {
+            "seconds": round(seconds, 2),
+            "generated_tokens_per_second": sum(n for _, n, _ in generated) / seconds,
+            "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        }
+    runs.write_json(out, {"backend": backend.to_dict(), "max_new_tokens": tokens, "batch_sizes": measured})
 
 
 def main(argv=None) -> None:
@@ -277,7 +395,9 @@ def main(argv=None) -> None:
     parser.add_argument("--experiments", nargs="+", help="default: exp2_oneshot exp4_cosine_no_penalty")
     parser.add_argument("--out-dir", default=str(REPO_ROOT / "runs" / "bench"))
     parser.add_argument("--no-t4", action="store_true", help="do not emulate a T4 (no memory cap, auto precision)")
+    parser.add_argument("--budget", type=float, help="seconds: skip (and name) what would overrun")
     parser.add_argument("--worker", choices=list(CONFIGS), help=argparse.SUPPRESS)
+    parser.add_argument("--eval-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--experiment", help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -285,8 +405,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.worker:
         _worker(args.worker, args.experiment, args.length, args.steps, args.model, Path(args.out), not args.no_t4)
+    elif args.eval_worker:
+        _eval_worker(args.model, Path(args.out), not args.no_t4)
     else:
-        run_benchmark(args.steps, args.lengths, args.experiments, args.out_dir, not args.no_t4)
+        run_benchmark(args.steps, args.lengths, args.experiments, args.out_dir, not args.no_t4, args.budget)
 
 
 if __name__ == "__main__":

@@ -307,20 +307,37 @@ def evaluate_baseline(cfg, model, tokenizer, backend=None) -> dict:
         else:
             summaries[name] = evaluate(cfg, model, tokenizer, out_dir, backend, eval_set_name=name)
     sampled_evaluation(cfg, model, tokenizer, out_dir, backend, seed=0)  # one sampling seed: shared by every run
+    harness_evaluate(cfg, model, tokenizer, out_dir, backend, reuse=True)
     return summaries
 
 
+def one_process(evaluation, name: str):
+    """``evaluation``, run where it can: these evaluations generate in one process, so under torchrun they are
+    skipped, with a message (run the experiment on one process for them)."""
+
+    def run(cfg, *args, **kwargs) -> dict:
+        if _process_group()[1] > 1:
+            print(f"The {name} evaluation runs in one process: skipped under torchrun.")
+            return {}
+        return evaluation(cfg, *args, **kwargs)
+
+    return run
+
+
 def sampled_evaluation(cfg, model, tokenizer, out_dir, backend=None, lora_path=None, seed=None) -> dict:
-    """``utils.sampled.sampled_evaluate`` of GSM8K unless switched off (``sampled_eval_limit=0``); it runs in one
-    process, so under torchrun it is skipped, with a message."""
+    """``utils.sampled.sampled_evaluate`` of GSM8K unless switched off (``sampled_eval_limit=0``)."""
     from utils.sampled import sampled_evaluate
 
-    if cfg.sampled_eval_limit == 0:
-        return {}
-    if _process_group()[1] > 1:
-        print("The sampled evaluation runs in one process: skipped under torchrun (run the experiment without it).")
-        return {}
-    return sampled_evaluate(cfg, model, tokenizer, out_dir, backend, lora_path, seed=seed)
+    return one_process(sampled_evaluate, "sampled")(cfg, model, tokenizer, out_dir, backend, lora_path, seed=seed)
+
+
+def harness_evaluate(cfg, model, tokenizer, out_dir, backend=None, reuse=False) -> dict:
+    """``utils.harness.harness_evaluate``: GSM8K through lm-evaluation-harness, unless ``harness_eval_limit=0``."""
+    from utils import harness
+
+    return one_process(harness.harness_evaluate, "lm-evaluation-harness")(
+        cfg, model, tokenizer, out_dir, backend, reuse
+    )
 
 
 def summaries_table(summaries: dict):

@@ -22,6 +22,15 @@ from utils.data import SAMPLE_DATA_DIR, check_data_dir
 from utils.rewards import REWARD_SETS
 
 STUDY_LEARNING_RATE = 5e-6  # the study's, for full fine-tuning
+# LoRA's best learning rate over full fine-tuning's: ~10x ("LoRA Without Regret", Schulman et al., Thinking Machines,
+# 2025, with alpha 32 and alpha / rank scaling; verl's LoRA guide: an order of magnitude); utils.lora_lr checks it.
+LORA_LEARNING_RATE_FACTOR = 10
+
+
+def default_learning_rate(lora_rank: int) -> float:
+    """The study's full-fine-tuning learning rate, times ``LORA_LEARNING_RATE_FACTOR`` for LoRA, so one epoch of LoRA
+    moves the model as far as the study's full fine-tuning did, not a fraction of it."""
+    return STUDY_LEARNING_RATE * (LORA_LEARNING_RATE_FACTOR if lora_rank > 0 else 1)
 
 
 REQUIRED = dataclasses.MISSING  # a field without a default
@@ -32,7 +41,8 @@ def setting(default, help: str, **rule):
     ``above`` / ``below`` (strict), ``choices`` (a function returning the valid values, asked when checked),
     ``special`` (one more allowed value and what it means), ``path`` (``~`` and ``$VARS`` are expanded), ``absent``
     (what a run saved before the field existed ran with, when that is not the default), ``derived`` (a function of the
-    config giving the value when None, set when the config is made), ``trains=False`` (the field cannot change what is
+    config giving the value when None, set when the config is made), ``earlier_defaults`` (the kit's defaults before
+    they changed: a run folder trained with one resumes with it), ``trains=False`` (the field cannot change what is
     trained: it never blocks a resume and is not part of the run's name)."""
     metadata = {"help": help, **rule}
     if default is REQUIRED:
@@ -87,7 +97,13 @@ class ExperimentConfig:
     )
     use_unsloth: bool = setting(True, "KIT: Unsloth on CUDA when installed, else transformers + PEFT")
     lora_rank: int = setting(64, "KIT: LoRA rank (the study fine-tuned all weights); 0: full fine-tuning", minimum=0)
-    lora_alpha: int = setting(64, "KIT: LoRA alpha; alpha / rank scales the adapter's update", minimum=1)
+    lora_alpha: int = setting(
+        32,
+        "KIT: LoRA alpha, fixed whatever the rank: the update is scaled by alpha / rank, under which LoRA's best "
+        "learning rate barely depends on the rank ('LoRA Without Regret')",
+        minimum=1,
+        earlier_defaults=(64,),
+    )
     load_in_4bit: bool = setting(False, "KIT: load the base model in 4 bits (less memory, slower)")
     fast_inference: bool = setting(
         True, "KIT: Unsloth's vLLM generation, only where vLLM runs (compute capability 8+)"
@@ -106,7 +122,14 @@ class ExperimentConfig:
     max_prompt_length: int = setting(256, "study: prompt tokens; longer prompts (9 of 7,473) are dropped", minimum=1)
 
     # GRPO, as the study ran it
-    learning_rate: float = setting(STUDY_LEARNING_RATE, "the study's learning rate", above=0)
+    learning_rate: float | None = setting(
+        None,
+        "None: the study's 5e-6 for full fine-tuning, 10x that for LoRA (LoRA_LEARNING_RATE_FACTOR), set when the "
+        "config is made; a number you set always wins",
+        above=0,
+        derived=lambda cfg: default_learning_rate(cfg.lora_rank),
+        earlier_defaults=(STUDY_LEARNING_RATE,),
+    )
     optim: str = setting(
         "adamw_torch", "the study's optimizer (Unsloth would default to adamw_8bit)", choices=_optimizers
     )
@@ -186,6 +209,13 @@ class ExperimentConfig:
         trains=False,
     )
     sampled_eval_k: int = setting(8, "samples per question in the sampled evaluation", minimum=2, trains=False)
+    harness_eval_limit: int | None = setting(
+        None,
+        "GSM8K test questions through lm-evaluation-harness's own gsm8k tasks (numbers comparable with published "
+        "ones); None: all 1,319, 0: off",
+        minimum=0,
+        trains=False,
+    )
     probe_size: int = setting(50, "fixed test questions scored during training ...", minimum=0, trains=False)
     probe_every: int = setting(100, "... every this many steps (0: off)", minimum=0, trains=False)
 
@@ -554,6 +584,7 @@ SMOKE_OVERRIDES = dict(
     probe_every=2,
     sampled_eval_limit=4,
     sampled_eval_k=4,
+    harness_eval_limit=4,
     run_root="runs/smoke",
 )
 
@@ -599,9 +630,35 @@ def make_config(experiment: str, smoke: bool = False, overrides: dict | None = N
         **given,
         **overrides,
     }
-    config = ExperimentConfig(**values)
+    config = keep_earlier_defaults(ExperimentConfig(**values), set(values) - set(experiment_settings(experiment)))
     config.validate()
     return config
+
+
+def keep_earlier_defaults(cfg: ExperimentConfig, set_here: set) -> ExperimentConfig:
+    """A run folder trained under one of the kit's earlier defaults (``earlier_defaults``: LoRA at 5e-6 with alpha
+    64) resumes with what it was trained with, never silently switched: each such field not set here keeps its saved
+    value, and the config keeps pointing at that folder."""
+    path = cfg.run_dir / "config.json"
+    if not path.is_file():
+        return cfg
+    from utils import runs
+
+    saved = with_absent_fields(runs.read_json(path))
+    kept = {
+        f.name: saved[f.name]
+        for f in dataclasses.fields(cfg)
+        if f.name not in set_here
+        and saved.get(f.name) in f.metadata.get("earlier_defaults", ())
+        and saved[f.name] != getattr(cfg, f.name)
+    }
+    if not kept:
+        return cfg
+    print(
+        f"{cfg.run_dir} was trained with the kit's earlier defaults {kept}: resuming it with them (a new run "
+        "elsewhere gets today's; set them to choose)."
+    )
+    return dataclasses.replace(cfg, **kept, run_name=cfg.run_dir.name)
 
 
 def config_table(cfg: ExperimentConfig):

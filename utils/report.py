@@ -12,13 +12,15 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 
-from utils import REPO_ROOT
+from utils import REPO_ROOT, runs
 from utils.analysis import RAMP_STEPS, compare_experiments, eval_table, load_kit_logs, seed_table
 from utils.bench import markdown_table, memory_estimates
 from utils.evaluate import evaluation_minutes_estimate
+from utils.harness import comparable_table, harness_minutes_estimate
 from utils.sampled import experiments_table, sampled_minutes_estimate
 from utils.study import load_study_runs, save_study_charts, study_comparison, window_table, written_reading
 
@@ -97,6 +99,16 @@ def kit_results_lines(runs_root) -> list[str]:
     pair = compare_experiments("exp2_oneshot", "exp4_cosine_no_penalty", runs_root)
     if pair["seeds"]:
         lines += ["", f"Exp4 vs Exp2 on the same questions: {pair['reading']}"]
+    comparable = comparable_table(runs_root)
+    if len(comparable):
+        lines += [
+            "",
+            "Through lm-evaluation-harness's own GSM8K tasks, beside the kit's greedy accuracy on the same model "
+            "(means over seeds; the protocols and the published figures each is comparable with are in the section "
+            "below):",
+            "",
+            comparable.round(3).to_markdown(),
+        ]
     sampled = experiments_table(runs_root)
     if len(sampled):
         lines += [
@@ -156,16 +168,39 @@ def eval_time_markdown() -> str:
     from utils.experiments import make_config
 
     cfg = make_config("exp2_oneshot")
-    estimate, sampled = evaluation_minutes_estimate(cfg), sampled_minutes_estimate(cfg)
+    estimate, sampled, harness = (
+        evaluation_minutes_estimate(cfg),
+        sampled_minutes_estimate(cfg),
+        harness_minutes_estimate(cfg),
+    )
     sets = ", ".join(f"{name} {n:,}" for name, n in estimate["questions"].items())
     return (
         f"**Estimates, not measurements** (no GPU has timed them yet): evaluating one model greedily on {sets} "
         f"questions takes about {estimate['minutes']:.0f} minutes on a T4 ({estimate['arithmetic']}, assuming "
         f"{ASSUMED_T4_SECONDS_PER_DECODE_STEP * 1000:.0f} ms per decoding step of a 64-sequence batch and every "
-        f"batch running to the limit), and its sampled evaluation about {sampled['minutes']:.0f} minutes more "
-        f"({sampled['arithmetic']}); a notebook evaluates the untrained and the trained model, about "
-        f"{2 * (estimate['minutes'] + sampled['minutes']):.0f} minutes beside training "
-        f"({2 * estimate['minutes']:.0f} with `SAMPLED_EVAL_LIMIT = 0`)."
+        f"batch running to the limit); its sampled evaluation about {sampled['minutes']:.0f} minutes more "
+        f"({sampled['arithmetic']}), and lm-evaluation-harness about {harness['minutes']:.0f} "
+        f"({harness['arithmetic']}). A notebook evaluates the untrained and the trained model: about "
+        f"{2 * (estimate['minutes'] + sampled['minutes'] + harness['minutes']):.0f} minutes beside training "
+        f"({2 * estimate['minutes']:.0f} with `SAMPLED_EVAL_LIMIT = 0` and `HARNESS_EVAL_LIMIT = 0`)."
+    )
+
+
+LORA_LR = CHART_DIR / "lora_lr.json"  # a run of python -m utils.lora_lr, published by copying it here
+
+
+def lora_lr_markdown(path=LORA_LR) -> str:
+    """The published toy-scale check of LoRA's learning rate: its table, ratios, provenance; or a note."""
+    from utils.lora_lr import markdown
+
+    if not Path(path).is_file():
+        return "No run of `python -m utils.lora_lr` has been published yet."
+    report = runs.read_json(path)
+    env = report["environment"]
+    return (
+        f"{report['what']}\n\n{markdown(report)}\n\n"
+        f"Measured on {env['platform']} (CPU), torch {env['packages'].get('torch')}, trl "
+        f"{env['packages'].get('trl')}, {env['date']}, in {report['seconds'] / 60:.0f} min ({report['note']})."
     )
 
 
@@ -198,6 +233,7 @@ def updated_readme(comparison: dict) -> str:
     text = README.read_text()
     text = readme_with(text, "results", results_markdown(comparison, REPO_ROOT / "runs"))
     text = readme_with(text, "reliability", reliability_markdown())
+    text = readme_with(text, "lora-lr", lora_lr_markdown())
     text = readme_with(text, "eval-time", eval_time_markdown())
     text = readme_with(text, "speed", speed_markdown())
     return readme_with(text, "memory", memory_markdown())

@@ -396,7 +396,14 @@ def train_and_evaluate(
     folder."""
     import gc
 
-    from utils.evaluate import baseline_dir, evaluate_all, evaluate_baseline, sampled_evaluation, summaries_table
+    from utils.evaluate import (
+        baseline_dir,
+        evaluate_all,
+        evaluate_baseline,
+        harness_evaluate,
+        sampled_evaluation,
+        summaries_table,
+    )
     from utils.model import load_model
 
     if seed is not None and seed != cfg.seed and cfg.run_name:
@@ -414,6 +421,7 @@ def train_and_evaluate(
         if state.is_main_process:
             print(f"Trained ({run_dir}):\n{table.to_string()}")
         sampled_evaluation(cfg, model, tokenizer, run_dir, backend, run_dir / runs.ADAPTER)
+        harness_evaluate(cfg, model, tokenizer, run_dir, backend)
     state.wait_for_everyone()
     del model
     gc.collect()
