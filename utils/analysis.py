@@ -15,7 +15,15 @@ from utils.data import EVAL_SETS
 from utils.experiments import ExperimentConfig, run_label
 from utils.grading import GRADERS
 from utils.logs import load_run_logs
-from utils.stats import mcnemar_exact, pearson_with_ci, seed_stratified_test, t_interval, wilson_interval
+from utils.stats import (
+    bootstrap_mean_difference,
+    format_interval,
+    mcnemar_exact,
+    pearson_with_ci,
+    seed_stratified_test,
+    t_interval,
+    wilson_interval,
+)
 
 RAMP_STEPS = 400  # learning-rate warm-up (~187 steps) and the fast early rise of accuracy and format
 
@@ -99,8 +107,6 @@ def question_length_accuracy_correlation(eval_path, grader: str = "numeric") -> 
 def compare_evals(eval_a, eval_b, grader: str = "numeric") -> dict:
     """Held-out comparison of two runs on the same questions, B - A: the accuracy difference with McNemar's exact
     test, the completion-length difference with a paired bootstrap interval."""
-    from utils.stats import bootstrap_mean_difference
-
     a, b = read_eval(eval_a).set_index("index"), read_eval(eval_b).set_index("index")
     common = a.index.intersection(b.index)
     a, b = a.loc[common], b.loc[common]
@@ -127,6 +133,19 @@ def find_baselines(runs_root="runs") -> list[Path]:
     )
 
 
+def baseline_label(folder: Path) -> str:
+    """How tables name an untrained baseline: ``untrained: <model>__<prompt>``."""
+    return "untrained: " + folder.name.removeprefix("baseline__")
+
+
+def model_folders(runs_root="runs") -> dict[str, list[Path]]:
+    """Every evaluated model under ``runs_root`` with its folders: each untrained baseline (one folder), then each
+    experiment and settings (grouped by config.json) with one folder per seed."""
+    groups = {baseline_label(folder): [folder] for folder in find_baselines(runs_root)}
+    groups.update({label: [run.path for run in group] for label, group in runs_by_label(runs_root).items()})
+    return groups
+
+
 def _same_questions(a: dict, b: dict) -> bool:
     """Two evaluation summaries of one base model, prompt and question set (what a baseline must share with a run)."""
     keys = ("model", "prompt", "eval_set", "questions_sha256")
@@ -150,9 +169,7 @@ def eval_table(runs_root="runs", eval_set: str = "gsm8k") -> pd.DataFrame:
     accuracy under both graders with 95% Wilson intervals and n."""
     summary_file = runs.eval_files(eval_set)[1]
     evaluated = [(run.label, run.seed, run.path) for run in find_runs(runs_root)]
-    evaluated += [
-        ("untrained: " + folder.name.removeprefix("baseline__"), None, folder) for folder in find_baselines(runs_root)
-    ]
+    evaluated += [(baseline_label(folder), None, folder) for folder in find_baselines(runs_root)]
     rows = []
     for label, seed, folder in evaluated:
         if not (folder / summary_file).is_file():
@@ -264,7 +281,6 @@ def compare_experiments(a: str, b: str, runs_root="runs", eval_set: str = "gsm8k
         return result
     result["stratified_test"] = seed_stratified_test(verdicts_a, verdicts_b)
     largest_sd = max(v for v in spread.values() if v == v)
-    low, high = difference["ci95"]
     test = result["stratified_test"]
     note = f" ({test['note']})" if "note" in test else ""
     if largest_sd > 0:
@@ -272,21 +288,19 @@ def compare_experiments(a: str, b: str, runs_root="runs", eval_set: str = "gsm8k
         spread += f" (up to {largest_sd:.3f})"
     else:
         spread = "every seed of each experiment scored the same"
+    shown = format_interval(difference["mean"], difference["ci95"], signed=True)
     result["reading"] = (
-        f"{len(seeds)} seeds: {b} - {a} = {difference['mean']:+.3f} [{low:+.3f}, {high:+.3f}] (t-interval over "
-        f"seeds); CMH p = {test['p_value']:.3g}{note}; {spread}."
+        f"{len(seeds)} seeds: {b} - {a} = {shown} (t-interval over seeds); CMH p = {test['p_value']:.3g}{note}; "
+        f"{spread}."
     )
     return result
 
 
-def baseline_comparison(run_dir, baseline_dir, grader: str = "numeric") -> pd.DataFrame:
-    """Per evaluation set: the trained run's accuracy and the untrained baseline's on the same questions, with 95%
-    Wilson intervals, n, the change, and McNemar's exact test on the paired verdicts."""
-    from utils.data import EVAL_SETS
-    from utils.stats import wilson_interval
-
+def baseline_comparison(run_dir, baseline_dir, grader: str = "numeric", eval_sets=EVAL_SETS) -> pd.DataFrame:
+    """Per evaluation set (every one by default): the trained run's accuracy and the untrained baseline's on the same
+    questions, with 95% Wilson intervals, n, the change, and McNemar's exact test on the paired verdicts."""
     rows = []
-    for name in EVAL_SETS:
+    for name in eval_sets:
         records, _ = runs.eval_files(name)
         if not (Path(run_dir) / records).is_file() or not (Path(baseline_dir) / records).is_file():
             continue
@@ -319,8 +333,8 @@ def eval_sets_table(runs_root="runs", grader: str = "numeric") -> pd.DataFrame:
         for name in EVAL_SETS:
             baseline = baseline_for(run, name, runs_root)
             if baseline is not None:
-                table = baseline_comparison(run.path, baseline, grader)
-                rows += table[table["eval set"] == name].assign(experiment=run.label, seed=run.seed).to_dict("records")
+                table = baseline_comparison(run.path, baseline, grader, eval_sets=[name])
+                rows += table.assign(experiment=run.label, seed=run.seed).to_dict("records")
     if not rows:
         return pd.DataFrame()
     table = pd.DataFrame(rows)
@@ -392,6 +406,12 @@ def plot_eval_sets(summary: pd.DataFrame, ax=None):
     return ax
 
 
+METRIC_LABELS = {
+    "accuracy": "share of correct completions (training batch)",
+    "completion_length": "completion tokens (reasoning, tags and answer)",
+}
+
+
 def plot_seeds(logs: dict[str, dict[int, pd.DataFrame]], metric: str, window: int = 20, ax=None):
     """Training curves across seeds: per experiment the mean over seeds (rolling mean over ``window`` steps) with a
     band of one standard deviation across seeds, and each seed faintly."""
@@ -423,12 +443,6 @@ def plot_seeds(logs: dict[str, dict[int, pd.DataFrame]], metric: str, window: in
     ax.grid(True, alpha=0.4)
     ax.legend(fontsize=8)
     return ax
-
-
-METRIC_LABELS = {
-    "accuracy": "share of correct completions (training batch)",
-    "completion_length": "completion tokens (reasoning, tags and answer)",
-}
 
 
 def plot_comparison(

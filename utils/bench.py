@@ -53,6 +53,18 @@ def t4_memory_fraction(total_gib: float) -> float:
     return min(1.0, T4_MEMORY_GIB / total_gib)
 
 
+def cap_memory_like_t4() -> float | None:
+    """Cap this process's GPU memory at a T4's usable share (``t4_memory_fraction``); the fraction, or None on a
+    CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    fraction = t4_memory_fraction(torch.cuda.get_device_properties(0).total_memory / 2**30)
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    return fraction
+
+
 def _worker(
     config: str, experiment: str, length: int, steps: int, model_name: str, out: Path, emulate_t4: bool
 ) -> None:
@@ -68,11 +80,9 @@ def _worker(
     from utils.rewards import build_rewards
     from utils.train import train
 
-    overrides = {k: v for k, v in CONFIGS[config].items()}
-    cap_fraction = None
-    if torch.cuda.is_available() and emulate_t4:
-        cap_fraction = t4_memory_fraction(torch.cuda.get_device_properties(0).total_memory / 2**30)
-        torch.cuda.set_per_process_memory_fraction(cap_fraction)
+    overrides = dict(CONFIGS[config])
+    cap_fraction = cap_memory_like_t4() if emulate_t4 else None
+    if cap_fraction is not None:
         overrides.update(precision="fp16", fast_inference=False)  # a T4 runs neither bf16 nor vLLM
     run_root = out.parent / "runs"
     cfg = make_config(
@@ -351,10 +361,8 @@ def _eval_worker(model_name: str, out: Path, emulate_t4: bool) -> None:
     from utils.model import load_model
 
     cuda = torch.cuda.is_available()
-    if cuda and emulate_t4:
-        torch.cuda.set_per_process_memory_fraction(
-            t4_memory_fraction(torch.cuda.get_device_properties(0).total_memory / 2**30)
-        )
+    if emulate_t4:
+        cap_memory_like_t4()
     tokens = 786 if cuda else 8
     cfg = make_config(
         "exp2_oneshot",

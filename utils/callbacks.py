@@ -1,5 +1,5 @@
-"""What watches a training run: batch graders, the held-out probe, the step log, the stops for non-finite numbers, the
-and the live figure. ``utils.train`` wires them into TRL's ``GRPOTrainer``."""
+"""What watches a training run: batch graders, the held-out probe, the step log, the stop for non-finite numbers, and
+the live figure. ``utils.train`` wires them into TRL's ``GRPOTrainer``."""
 
 import dataclasses
 import functools

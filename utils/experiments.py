@@ -335,7 +335,7 @@ def describe_type(annotation) -> str:
 
 def value_problem(annotation, value, rule: dict) -> str | None:
     """What is wrong with ``value`` for a field declared ``annotation`` with limits ``rule``, as the fix to make; None
-    when it is right. Used for this config's fields and for TRL's arguments in ``trl_args``."""
+    when it is right."""
     if value is None and type(None) in _arms(annotation):
         return None
     special = rule.get("special")
@@ -611,9 +611,7 @@ def make_config(experiment: str, smoke: bool = False, overrides: dict | None = N
     unknown = sorted((set(given) | set(overrides)) - fields)
     if unknown:
         hints = [
-            f"{name!r} (did you mean {close[0]!r}?)"
-            if (close := difflib.get_close_matches(name, fields, n=1))
-            else repr(name)
+            f"{name!r} (did you mean {close!r}?)" if (close := closest(name, fields)) else repr(name)
             for name in unknown
         ]
         raise TypeError(f"Unknown config fields {', '.join(hints)}; see utils.experiments.ExperimentConfig.")
@@ -624,13 +622,9 @@ def make_config(experiment: str, smoke: bool = False, overrides: dict | None = N
             + "; ".join(f"{name} as {given[name]!r} and in OVERRIDES as {overrides[name]!r}" for name in twice)
             + ". Set each in one place (the notebook parameter, or OVERRIDES with the parameter left at None)."
         )
-    values = {
-        **experiment_settings(experiment),
-        **(dict(SMOKE_OVERRIDES, smoke=True) if smoke else {}),
-        **given,
-        **overrides,
-    }
-    config = keep_earlier_defaults(ExperimentConfig(**values), set(values) - set(experiment_settings(experiment)))
+    registered = experiment_settings(experiment)
+    values = {**registered, **(dict(SMOKE_OVERRIDES, smoke=True) if smoke else {}), **given, **overrides}
+    config = keep_earlier_defaults(ExperimentConfig(**values), set(values) - set(registered))
     config.validate()
     return config
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from utils import runs
 from utils.grading import is_correct
-from utils.stats import wilson_interval
+from utils.stats import format_interval, wilson_interval
 
 PROTOCOLS = {
     "gsm8k 5-shot": dict(
@@ -273,7 +273,7 @@ def harness_table(reports: dict[str, dict]) -> pd.DataFrame:
         for protocol, s in (report or {}).get("protocols", {}).items():
             row = {"model": model, "protocol": protocol, "shots": s["shots"], "chat template": s["chat_template"]}
             for name, f in s["filters"].items():
-                row[name] = f"{f['accuracy']:.3f} [{f['ci95'][0]:.3f}, {f['ci95'][1]:.3f}]"
+                row[name] = format_interval(f["accuracy"], f["ci95"])
             row["n"] = s["filters"]["flexible-extract"]["n"]
             row["task version"] = s["task_version"]
             rows.append(row)
@@ -320,12 +320,10 @@ def comparable_table(runs_root="runs") -> pd.DataFrame:
     """Per experiment (mean over its seeds) and untrained model: each lm-eval protocol's flexible-extract and
     strict-match accuracy beside the kit's own greedy GSM8K accuracies (strict and numeric grader) on the same
     model, with the number of seeds and questions."""
-    from utils.analysis import find_baselines, runs_by_label
+    from utils.analysis import model_folders
 
-    groups = {f"untrained: {f.name.removeprefix('baseline__')}": [f] for f in find_baselines(runs_root)}
-    groups.update({label: [run.path for run in group] for label, group in runs_by_label(runs_root).items()})
     rows = {}
-    for label, folders in groups.items():
+    for label, folders in model_folders(runs_root).items():
         reports = [r for r in (load_report(f) for f in folders) if r]
         if not reports:
             continue

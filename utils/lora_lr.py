@@ -48,7 +48,8 @@ def low_first_token(completion_ids, **kwargs):
 
 
 def expected_low_token_share(model, tokenizer, prompts, temperature=1.0) -> float:
-    """The policy's expected ``low_token_share`` for its next token on fixed prompts: exact, no sampling noise."""
+    """The share of the policy's next-token probability in the lower half of the vocabulary on fixed prompts: the
+    exact expected ``low_first_token`` (and first-token ``low_token_share``), no sampling noise."""
     from utils.evaluate import chat_texts
 
     batch = tokenizer(chat_texts(tokenizer, prompts), return_tensors="pt", padding=True, padding_side="left")

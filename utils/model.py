@@ -130,7 +130,7 @@ def materialize_random_model(model_name: str, folder=None, seed: int = 0) -> str
     """A random model saved once so it loads like a hub checkpoint, from a folder named after it and its seed: TRL
     rebuilds the full-fine-tuning reference from the model's path, and Unsloth needs a path. Written beside and
     renamed, so processes starting together (torchrun) never read a half-saved folder."""
-    folder = Path(folder) if folder is not None else RANDOM_MODEL_CACHE / f"{model_name}-seed{seed}"
+    folder = Path(folder) if folder is not None else RANDOM_MODEL_CACHE / untrained_model_id(model_name, seed)
     if not (folder / "model.safetensors").exists():
         partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
         build_random_qwen2(model_name, seed=seed).save_pretrained(partial)

@@ -37,7 +37,7 @@ from utils.data import build_eval_dataset, eval_set
 from utils.evaluate import Sampling, evaluation_identity, generate_completions, grade
 from utils.grading import GRADERS, answer_matches, numeric_answer
 from utils.rewards import reasoning_length
-from utils.stats import pearson_with_ci
+from utils.stats import format_interval, pearson_with_ci, t_interval
 
 RESAMPLES = 2000
 MAX_SUBSETS = 200  # maj@k for k < K: every k-subset of the K samples when there are at most this many
@@ -314,25 +314,21 @@ def paired_table(run_dir, baseline_dir, samples: int, eval_set_name="gsm8k", gra
 def summaries_by_experiment(runs_root="runs", eval_set_name="gsm8k") -> dict[str, list[dict]]:
     """Every finished sampled evaluation under ``runs_root``: each untrained baseline, and each experiment (grouped by
     its config.json, as ``utils.analysis`` does) with one summary per seed."""
-    from utils.analysis import find_baselines, runs_by_label
+    from utils.analysis import model_folders
 
     found = {
-        f"untrained: {folder.name.removeprefix('baseline__')}": [load_summary(folder, eval_set_name)]
-        for folder in find_baselines(runs_root)
+        label: [load_summary(folder, eval_set_name) for folder in folders]
+        for label, folders in model_folders(runs_root).items()
     }
-    for label, group in runs_by_label(runs_root).items():
-        found[label] = [load_summary(run.path, eval_set_name) for run in group]
     return {label: [s for s in summaries if s] for label, summaries in found.items() if any(summaries)}
 
 
 def _over_seeds(metrics: list[dict], digits: int = 3) -> str:
     """One metric over seeds: the mean with a t-interval over seeds; with one seed, its bootstrap interval."""
-    from utils.stats import t_interval
-
     if len(metrics) == 1:
         return _interval(metrics[0], digits)
     spread = t_interval([m["mean"] for m in metrics])
-    return f"{spread['mean']:.{digits}f} [{spread['ci95'][0]:.{digits}f}, {spread['ci95'][1]:.{digits}f}]"
+    return format_interval(spread["mean"], spread["ci95"], digits)
 
 
 def experiments_table(runs_root="runs", eval_set_name="gsm8k") -> pd.DataFrame:
@@ -381,7 +377,7 @@ def mean_curves(runs_root="runs", eval_set_name="gsm8k") -> dict[str, dict]:
             merged[key] = {
                 k: {
                     "mean": float(np.mean([s[key][k]["mean"] for s in summaries])),
-                    "ci95": _t_band([s[key][k]["mean"] for s in summaries]),
+                    "ci95": t_interval([s[key][k]["mean"] for s in summaries])["ci95"],
                 }
                 for k in summaries[0][key]
             }
@@ -389,15 +385,8 @@ def mean_curves(runs_root="runs", eval_set_name="gsm8k") -> dict[str, dict]:
     return curves
 
 
-def _t_band(values) -> list[float]:
-    from utils.stats import t_interval
-
-    return t_interval(values)["ci95"]
-
-
 def _interval(metric: dict, digits: int = 3) -> str:
-    low, high = metric["ci95"]
-    return f"{metric['mean']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    return format_interval(metric["mean"], metric["ci95"], digits)
 
 
 def sampled_table(summaries: dict[str, dict]) -> pd.DataFrame:
@@ -429,7 +418,7 @@ def sampled_table(summaries: dict[str, dict]) -> pd.DataFrame:
 def _ratio(fit: dict | None) -> str:
     if not fit or not fit.get("odds_ratio_per_sd") == fit.get("odds_ratio_per_sd"):
         return "too few questions"
-    return f"{fit['odds_ratio_per_sd']:.2f} [{fit['ci95'][0]:.2f}, {fit['ci95'][1]:.2f}]"
+    return format_interval(fit["odds_ratio_per_sd"], fit["ci95"], 2)
 
 
 def length_table(summaries: dict[str, dict]) -> pd.DataFrame:
@@ -447,7 +436,7 @@ def length_table(summaries: dict[str, dict]) -> pd.DataFrame:
                     "correct - wrong reasoning tokens (same question)": _interval(within, 1) if within else "-",
                     "Wilcoxon p": round(within["wilcoxon_p"], 4) if within else None,
                     "odds ratio per SD (conditional logit)": _ratio(fit),
-                    "naive r across questions": f"{naive['r']:+.2f} [{naive['ci95'][0]:+.2f}, {naive['ci95'][1]:+.2f}]"
+                    "naive r across questions": format_interval(naive["r"], naive["ci95"], 2, signed=True)
                     if naive
                     else "-",
                 }

@@ -125,6 +125,12 @@ def pearson_with_ci(x, y) -> dict:
     return {"r": r, "ci95": (math.tanh(z - Z95 * se), math.tanh(z + Z95 * se)), "n": n}
 
 
+def format_interval(value, ci, digits: int = 3, signed: bool = False, unit: str = "") -> str:
+    """``value [low, high]`` at ``digits`` decimals, with ``+`` signs for a difference; ``unit`` follows the value."""
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return f"{value:{spec}}{unit} [{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
 def t_interval(values) -> dict:
     """Mean of per-seed values with a 95% Student-t interval over seeds (it reflects seed-to-seed spread; with one
     seed there is no interval)."""

@@ -10,7 +10,7 @@ import pandas as pd
 
 from utils.analysis import RAMP_STEPS, between, mean_over_seeds, plot_comparison
 from utils.logs import load_run_logs, tidy_logs
-from utils.stats import paired_block_bootstrap, pearson_with_ci
+from utils.stats import format_interval, paired_block_bootstrap, pearson_with_ci
 
 STUDY_LOGS = Path(__file__).resolve().parent / "assets" / "study_logs.csv"
 
@@ -168,7 +168,7 @@ def window_table(comparison: dict) -> pd.DataFrame:
             for metric in METRICS:
                 m = w["metrics"][metric]
                 digits = 1 if metric == "completion_length" else 3
-                row[metric] = f"{m['difference']:+.{digits}f} [{m['ci95'][0]:+.{digits}f}, {m['ci95'][1]:+.{digits}f}]"
+                row[metric] = format_interval(m["difference"], m["ci95"], digits, signed=True)
             row["block"] = w["block_length"]
             rows.append(row)
     return pd.DataFrame(rows)
@@ -206,7 +206,7 @@ def _difference_text(pair: dict, metric: str) -> str:
     m = w["metrics"][metric]
     digits = 1 if metric == "completion_length" else 3
     unit = " tokens" if metric == "completion_length" else ""
-    return f"{m['difference']:+.{digits}f}{unit} [{m['ci95'][0]:+.{digits}f}, {m['ci95'][1]:+.{digits}f}]"
+    return format_interval(m["difference"], m["ci95"], digits, signed=True, unit=unit)
 
 
 def written_reading(comparison: dict) -> str:

@@ -154,6 +154,11 @@ def batch_mapping(cfg: ExperimentConfig) -> dict:
     }
 
 
+def mixed_precision(args) -> str:
+    """The mixed precision a built GRPOConfig trains in."""
+    return "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
+
+
 def what_reached_trl(args) -> dict:
     """The batch, precision and every argument as the built GRPOConfig holds them: the record, not a recomputation."""
     return {
@@ -166,7 +171,7 @@ def what_reached_trl(args) -> dict:
             * args.gradient_accumulation_steps
             * args.world_size,
         },
-        "mixed_precision": "fp16" if args.fp16 else "bf16" if args.bf16 else "no",
+        "mixed_precision": mixed_precision(args),
         "grpo_config": args.to_dict(),
     }
 
@@ -362,7 +367,7 @@ def what_ran(trainer, trainer_class) -> dict:
         "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__name__}" if optimizer is not None else None,
         "optim": trainer.args.optim,
         "attention": getattr(trainer.model.config, "_attn_implementation", None),
-        "mixed_precision": "fp16" if trainer.args.fp16 else "bf16" if trainer.args.bf16 else "no",
+        "mixed_precision": mixed_precision(trainer.args),
     }
 
 
