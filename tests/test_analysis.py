@@ -3,9 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from utils.analysis import compare_evals
 from utils.logs import load_run_logs
-from utils.study import STUDY_LOGS, claim_verdict, load_study_runs, penalty_evidence, study_comparison, summary_table
+from utils.study import STUDY_LOGS, claim_verdict, load_study_runs, penalty_evidence, study_comparison
 
 
 @pytest.fixture(scope="module")
@@ -21,15 +20,15 @@ def window(pair, steps):
     return next(w for w in pair["windows"] if w["steps"] == steps)["metrics"]
 
 
-def test_study_curves_reproduce_the_studys_chart_levels():
+def test_study_curves_reproduce_the_studys_chart_levels(comparison):
     """Over the first 1,418 steps the study's charts show ~145 vs ~118 tokens and ~0.40 vs ~0.385 accuracy."""
-    table = summary_table(load_study_runs(), max_step=1418)
-    standard, cosine = table.loc["grpo_1800"], table.loc["cot_limit_v1_penalty"]
-    assert standard.mean_length == pytest.approx(145.24, abs=0.01) and cosine.mean_length == pytest.approx(
-        118.0, abs=0.01
-    )
-    assert standard.mean_accuracy == pytest.approx(0.404, abs=0.001)
-    assert cosine.mean_accuracy == pytest.approx(0.385, abs=0.001)
+    standard, cosine = comparison["runs"]["Exp2"], comparison["runs"]["Exp4"]
+    assert standard["run"] == "grpo_1800" and cosine["run"] == "cot_limit_v1_penalty"
+    assert standard["steps"] == cosine["steps"] == 1418
+    assert standard["mean_completion_length"] == pytest.approx(145.24, abs=0.01)
+    assert cosine["mean_completion_length"] == pytest.approx(118.0, abs=0.01)
+    assert standard["mean_accuracy"] == pytest.approx(0.404, abs=0.001)
+    assert cosine["mean_accuracy"] == pytest.approx(0.385, abs=0.001)
 
 
 def test_penalty_is_identified_from_the_logs():
@@ -65,12 +64,11 @@ def test_paired_differences_match_an_independent_reanalysis(comparison):
 
 
 def test_intervals_are_steady_across_bootstrap_seeds():
-    from utils.analysis import between
     from utils.stats import paired_block_bootstrap
-    from utils.study import study_experiments
+    from utils.study import steps_between, study_experiments
 
     runs = study_experiments(load_study_runs())
-    a, b = (between(runs[e], 401, 1418).set_index("step")["accuracy"] for e in ("Exp2", "Exp4"))
+    a, b = (steps_between(runs[e], 401, 1418).set_index("step")["accuracy"] for e in ("Exp2", "Exp4"))
     ends = np.array(
         [paired_block_bootstrap({"accuracy": b - a}, seed=seed)["metrics"]["accuracy"]["ci95"] for seed in range(3)]
     )
@@ -87,27 +85,7 @@ def test_exp3_was_not_less_accurate(comparison):
     assert claim_verdict(pair(comparison, "Exp4 - Exp2"), "completion_length", -1).startswith("supported in")
 
 
-def test_load_run_logs_reads_tensorboard_trainer_state_and_kit_runs(tmp_path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(tmp_path / "tb")
-    for step, (correct, length) in enumerate([(0.5, 100), (1.0, 90), (2.0, 80)], start=1):
-        writer.add_scalar("train/rewards/correctness_reward_func", correct, step)
-        writer.add_scalar("train/completion_length", length, step)
-    writer.close()
-    tb = load_run_logs(tmp_path / "tb")
-    assert tb["step"].tolist() == [1, 2, 3] and tb["accuracy"].tolist() == [0.25, 0.5, 1.0]  # the study's 2.0 scale
-
-    state = {
-        "log_history": [
-            {"step": 1, "completion_length": 50, "rewards/accuracy_func": 0.5},
-            {"step": 1, "train_runtime": 3},
-        ]
-    }
-    (tmp_path / "trainer_state.json").write_text(json.dumps(state))
-    rows = load_run_logs(tmp_path / "trainer_state.json")[["step", "completion_length", "accuracy"]]
-    assert rows.values.tolist() == [[1, 50, 0.5]]
-
+def test_load_run_logs_reads_a_kit_run_in_the_studys_columns(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     row = {
@@ -130,25 +108,6 @@ def test_load_run_logs_reads_tensorboard_trainer_state_and_kit_runs(tmp_path):
 
 def test_study_csv_is_committed_small():
     assert STUDY_LOGS.exists() and STUDY_LOGS.stat().st_size < 2_000_000
-
-
-def test_compare_evals_pairs_questions(tmp_path):
-    def write(name, verdicts, tokens):
-        folder = tmp_path / name
-        folder.mkdir()
-        rows = [
-            {"index": i, "correct_numeric": v, "correct_strict": v, "completion_tokens": t}
-            for i, (v, t) in enumerate(zip(verdicts, tokens))
-        ]
-        folder.joinpath("eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        return folder
-
-    a = write("a", [True] * 12 + [False] * 8, [100] * 20)
-    b = write("b", [True] * 2 + [False] * 18, [80] * 20)
-    result = compare_evals(a, b)  # B - A, like every difference the kit reports
-    assert result["n"] == 20 and result["accuracy_difference"] == pytest.approx(-0.5)
-    assert (result["only_a_correct"], result["only_b_correct"]) == (10, 0) and result["mcnemar_p_value"] < 0.01
-    assert result["length_difference"]["difference"] == -20
 
 
 def test_readme_and_study_comparison_are_generated_from_the_data():

@@ -38,7 +38,7 @@ def test_epoch_projection_arithmetic():
 
 
 def test_memory_estimates_grow_with_the_model_and_shrink_with_sharding():
-    from utils.bench import memory_estimates
+    from utils.report import memory_estimates
 
     rows = memory_estimates(gpus=4)
     lora = [r["LoRA r64, one GPU"] for r in rows]
@@ -48,12 +48,12 @@ def test_memory_estimates_grow_with_the_model_and_shrink_with_sharding():
 
 
 def test_evaluation_time_estimate_arithmetic():
-    from utils.evaluate import ASSUMED_T4_SECONDS_PER_DECODE_STEP, evaluation_minutes_estimate
     from utils.experiments import make_config
+    from utils.report import ASSUMED_T4_SECONDS_PER_DECODE_STEP, t4_evaluation_minutes
 
-    estimate = evaluation_minutes_estimate(make_config("exp2_oneshot", ood_eval_limit=0))
-    assert estimate["questions"] == {"gsm8k": 1319} and estimate["batches"] == 21  # ceil(1319 / 64)
-    assert estimate["minutes"] == pytest.approx(21 * 786 * ASSUMED_T4_SECONDS_PER_DECODE_STEP / 60)
+    minutes, arithmetic = t4_evaluation_minutes(make_config("exp2_oneshot", ood_eval_limit=0))["greedy"]
+    assert "gsm8k 1,319 questions" in arithmetic and "21 batches" in arithmetic  # ceil(1319 / 64)
+    assert minutes == pytest.approx(21 * 786 * ASSUMED_T4_SECONDS_PER_DECODE_STEP / 60)
 
 
 @pytest.mark.slow

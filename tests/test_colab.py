@@ -15,7 +15,7 @@ def tiny_config(tmp_path, **overrides):
 
 @pytest.mark.slow
 def test_live_view_draws_at_the_requested_steps(tmp_path):
-    from utils.train import train
+    from utils.trainer import train
 
     cfg = tiny_config(tmp_path, max_steps=4, live_every=2)
     model, tokenizer, backend = load_model(cfg)
@@ -40,7 +40,7 @@ def test_live_view_draws_nothing_outside_a_notebook():
 
 @pytest.mark.bad_input
 def test_trl_args_reach_grpo_config_and_bad_names_fail_before_any_model(tmp_path):
-    from utils.train import grpo_config
+    from utils.trainer import grpo_config
 
     cfg = make_config(
         "exp2_oneshot", trl_args={"epsilon": 0.3, "mask_truncated_completions": True}, report_to="tensorboard"
@@ -80,7 +80,7 @@ def test_merged_model_loads_and_generates(tmp_path):
 
 
 def test_ask_shows_the_answer_and_every_reward(tmp_path, capsys):
-    from utils.evaluate import ask
+    from utils.train import ask
 
     cfg = tiny_config(tmp_path, eval_max_new_tokens=6)
     model, tokenizer, backend = load_model(cfg)

@@ -30,8 +30,8 @@ def test_set_reads_each_value_as_its_fields_type():
         ("max_step=3", r"unknown config field 'max_step' \(did you mean 'max_steps'\?\); see --help"),
         ("max_steps", "KEY=VALUE"),
         ("one_shot=maybe", r"--set one_shot=maybe: use True or False"),
-        ("max_steps=ten", r"--set max_steps=ten: use -1 \(train num_train_epochs\) or a whole number >= 1"),
-        ("max_steps=null", r"--set max_steps=null: use -1"),  # None is not allowed here
+        ("max_steps=ten", r"--set max_steps=ten: use a whole number"),
+        ("max_steps=null", r"--set max_steps=null: use a whole number"),  # None is not allowed here
         ("trl_args=epsilon=0.3", r"--set trl_args=epsilon=0.3: use a dict \(a JSON object on the command line\)"),
     ],
 )
@@ -153,8 +153,7 @@ def test_a_run_folder_in_use_stops_every_process_with_the_reason(tmp_path):
 def test_one_seed_per_device_trains_separate_runs_at_once_with_one_baseline(tmp_path):
     """Two CPU processes stand in for two GPUs. The model is saved to a folder, so both seeds start from the same
     untrained weights, as with Qwen: the baseline is evaluated once and reused."""
-    from utils.evaluate import baseline_dir
-    from utils.experiments import make_config
+    from utils.experiments import baseline_dir, make_config
     from utils.model import materialize_random_model
 
     model = materialize_random_model("tiny", tmp_path / "model")

@@ -31,8 +31,8 @@ BAD_SETTINGS = [
     (dict(lora_rank=-1), "lora_rank=-1: use a whole number >= 0"),
     (dict(eval_batch_size=0), "eval_batch_size=0"),
     (dict(precision="fp8"), "precision='fp8': choose one of"),
-    (dict(min_completion_length=900), "min_completion_length cannot exceed"),
-    (dict(max_steps=-3), r"max_steps=-3: use -1 \(train num_train_epochs\) or a whole number >= 1"),
+    (dict(min_completion_length=900), "min_completion_length=900: .* cannot exceed max_completion_length=786"),
+    (dict(max_steps=-3), r"max_steps=-3: use -1 \(train num_train_epochs\) or >= 1"),
     (dict(max_steps=0), "max_steps=0"),
     (dict(max_steps=2.5), "max_steps=2.5"),
     (dict(eval_limit=-5), "eval_limit=-5: use a whole number >= 1 or None"),
@@ -49,18 +49,18 @@ BAD_SETTINGS = [
     (dict(trl_args={"learning_rate": 1e-3}), r"trl_args\['learning_rate'\]: set the config field learning_rate"),
     (dict(trl_args={"top_p": 0.9}), r"trl_args\['top_p'\]: fixed by the kit for every run \(to 1.0\)"),
     # numbers written as strings: named, with the fix
-    (dict(learning_rate="5e-6"), r"learning_rate='5e-6': use a number > 0 or None \(write it without quotes: 5e-6\)"),
-    (dict(temperature="0.7"), r"temperature='0.7': use a number > 0 \(write it without quotes: 0.7\)"),
-    (dict(gpu_memory_utilization="0.5"), r"gpu_memory_utilization='0.5': use a number > 0 and < 1 \(write it"),
-    (dict(seed="42"), r"seed='42': use a whole number >= 0 and <= 4294967295 \(write it without quotes: 42\)"),
+    (dict(learning_rate="5e-6"), r"learning_rate='5e-6': use a number or None \(write it without quotes: 5e-6\)"),
+    (dict(temperature="0.7"), r"temperature='0.7': use a number \(write it without quotes: 0.7\)"),
+    (dict(gpu_memory_utilization="0.5"), r"gpu_memory_utilization='0.5': .*\(write it without quotes: 0.5\)"),
+    (dict(seed="42"), r"seed='42': use a whole number \(write it without quotes: 42\)"),
     (dict(seed=-1), r"seed=-1: use a whole number >= 0"),
     (dict(one_shot="False"), r"one_shot='False': use True or False"),
     # what TRL and transformers accept, asked of them, with the closest valid value
     (dict(loss_type="dr-grpo"), r"loss_type='dr-grpo': choose one of .*dr_grpo.* \(did you mean 'dr_grpo'\?\)"),
-    (dict(report_to="tensorbord"), r"report_to='tensorbord': choose one of .*\(did you mean 'tensorboard'\?\)"),
-    (dict(optim="adamw"), r"optim='adamw': choose one of .*\(did you mean 'adamw_torch'\?\)"),
-    (dict(lr_scheduler_type="cosin"), r"lr_scheduler_type='cosin': choose one of .*\(did you mean 'cosine'\?\)"),
-    (dict(top_k=2.5), r"top_k=2.5: use a whole number >= 0"),
+    (dict(report_to="tensorbord"), r"report_to='tensorbord': .*refuses it .*\(did you mean 'tensorboard'\?\)"),
+    (dict(optim="adamw"), r"optim='adamw': transformers refuses it .*\(did you mean 'adamw_torch'\?\)"),
+    (dict(lr_scheduler_type="cosin"), r"lr_scheduler_type='cosin': .*refuses .*\(did you mean 'cosine'\?\)"),
+    (dict(top_k=2.5), r"top_k=2.5: use a whole number"),
     (dict(trl_args="epsilon=0.3"), r"trl_args='epsilon=0.3': use a dict \(a JSON object on the command line\)"),
     (dict(trl_args={"epsilon": "0.3"}), r"trl_args\['epsilon'\]='0.3': TRL expects a number"),
     (
@@ -118,7 +118,7 @@ def test_a_config_made_directly_or_loaded_is_checked_the_same(tmp_path):
     (tmp_path / "config.json").write_text(
         json.dumps(dict(make_config("exp2_oneshot").to_dict(), max_completion_length="786"))
     )
-    with pytest.raises(ValueError, match="max_completion_length='786': use a whole number >= 1"):
+    with pytest.raises(ValueError, match=r"max_completion_length='786': .*\(write it without quotes: 786\)"):
         ExperimentConfig.load(tmp_path / "config.json")
 
 

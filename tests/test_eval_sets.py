@@ -47,9 +47,10 @@ def test_a_corrupt_ood_line_names_the_file_and_line(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_evaluate_writes_per_set_files_and_records_the_set(tmp_path):
-    from utils.evaluate import evaluate_all, evaluate_baseline
+    from utils.evaluate import evaluate_all
     from utils.experiments import make_config
     from utils.model import load_model
+    from utils.train import evaluate_baseline
 
     cfg = make_config(
         "exp2_oneshot",
@@ -87,9 +88,9 @@ def test_the_baseline_is_reused_only_for_what_produced_it(tmp_path, capsys):
     """Another token limit, another data copy or more questions is another baseline; the same settings reuse it."""
     import shutil
 
-    from utils.evaluate import baseline_dir, evaluate_baseline
-    from utils.experiments import make_config
+    from utils.experiments import baseline_dir, make_config
     from utils.model import load_model
+    from utils.train import evaluate_baseline
 
     settings = dict(smoke=True, run_root=str(tmp_path), eval_limit=2, ood_eval_limit=0, eval_max_new_tokens=4)
     settings.update(sampled_eval_limit=0, harness_eval_limit=0)  # the greedy baseline's identity is the point here

@@ -23,7 +23,7 @@ def test_unsloth_lora_trains_and_evaluates(tmp_path, precision):
     from utils.experiments import make_config
     from utils.model import load_model, materialize_random_model
     from utils.rewards import build_rewards
-    from utils.train import train
+    from utils.trainer import train
 
     assert "unsloth" in sys.modules  # imported by conftest, before transformers
     model_path = materialize_random_model("random-full", tmp_path / "model")
@@ -67,7 +67,7 @@ def test_unsloth_resume_restores_the_saved_adapter_and_a_finished_rerun_keeps_it
     from utils.experiments import make_config
     from utils.model import load_model, materialize_random_model
     from utils.rewards import build_rewards
-    from utils.train import train
+    from utils.trainer import train
 
     cfg = make_config(
         "exp2_oneshot",

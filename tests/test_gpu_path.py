@@ -13,7 +13,8 @@ import torch
 
 from utils import REPO_ROOT
 from utils.experiments import make_config
-from utils.model import Backend, build_random_qwen2, load_model, load_tokenizer, pick_dtype, vllm_supported
+from utils.model import LoadRecord, build_random_qwen2, load_model, load_tokenizer, vllm_supported
+from utils.runtime import pick_dtype
 
 
 def fake_gpu(monkeypatch, capability, bf16_native):
@@ -75,11 +76,11 @@ def fake_unsloth(monkeypatch, loaded_dtype=torch.float16):
 def test_fast_inference_is_asked_for_only_on_capable_gpus_and_read_back_from_the_model(
     monkeypatch, capability, vllm_enabled
 ):
+    cfg = make_config("exp2_oneshot", model_name="Qwen/Qwen2.5-0.5B-Instruct")  # checked on this CPU
     fake_gpu(monkeypatch, capability, bf16_native=capability >= A100)
     monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
     sys.modules["vllm"].__spec__ = importlib.machinery.ModuleSpec("vllm", None)
     calls = fake_unsloth(monkeypatch)
-    cfg = make_config("exp2_oneshot", model_name="Qwen/Qwen2.5-0.5B-Instruct")
     model, tokenizer, backend = load_model(cfg)
     assert backend.name == "unsloth"
     assert calls["from_pretrained"]["fast_inference"] is vllm_enabled
@@ -88,11 +89,11 @@ def test_fast_inference_is_asked_for_only_on_capable_gpus_and_read_back_from_the
 
 
 def test_vllm_context_fits_the_longest_eval_prompt_and_every_new_token(monkeypatch):
-    fake_gpu(monkeypatch, A100, bf16_native=True)
-    calls = fake_unsloth(monkeypatch)
     from utils.model import LONGEST_EVAL_PROMPT_TOKENS
 
-    cfg = make_config("exp2_oneshot", model_name="Qwen/Qwen2.5-0.5B-Instruct")
+    cfg = make_config("exp2_oneshot", model_name="Qwen/Qwen2.5-0.5B-Instruct")  # checked on this CPU
+    fake_gpu(monkeypatch, A100, bf16_native=True)
+    calls = fake_unsloth(monkeypatch)
     load_model(cfg)
     assert calls["from_pretrained"]["max_seq_length"] >= LONGEST_EVAL_PROMPT_TOKENS + cfg.eval_max_new_tokens
 
@@ -112,10 +113,10 @@ def test_longest_eval_prompt_constant_covers_the_bundled_test_sets(tokenizer):
 
 def test_precision_flags_follow_the_dtype_unsloth_loaded(tmp_path):
     """Unsloth loads fp16 on a T4 even when bf16 was asked for; GRPOConfig must then say fp16, not bf16."""
-    from utils.train import grpo_config
+    from utils.trainer import grpo_config
 
     cfg = make_config("exp2_oneshot", precision="bf16")
-    t4 = Backend(name="unsloth", model_name=cfg.model_name, device="cuda", dtype="float16")
+    t4 = LoadRecord(name="unsloth", model_name=cfg.model_name, device="cuda", dtype="float16")
     args = grpo_config(cfg, tmp_path, t4)
     assert args.fp16 is True and args.bf16 is False
 

@@ -4,11 +4,11 @@ from hypothesis import strategies as st
 
 from utils.grading import (
     extract_hash_answer,
-    extract_numeric_answer,
     extract_xml_answer,
     is_correct,
     is_correct_strict,
-    parse_number,
+    numeric_answer,
+    parse_value,
 )
 
 
@@ -52,13 +52,13 @@ def test_extract_hash_answer(solution, expected):
         (".5", 0.5),
     ],
 )
-def test_parse_number_accepts_common_ways_of_writing_a_number(text, expected):
-    assert parse_number(text) == pytest.approx(expected)
+def test_parse_value_accepts_common_ways_of_writing_a_number(text, expected):
+    assert float(parse_value(text)) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("text", ["", "eighteen", "18 and 19", "1/0", "abc 18 def", None, "...", "1,00"])
-def test_parse_number_rejects_non_numbers(text):
-    assert parse_number(text) is None
+def test_parse_value_rejects_non_numbers(text):
+    assert parse_value(text) is None
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_is_correct_rejects_wrong_or_missing_answers(completion):
 
 def test_is_correct_prefers_the_answer_block_over_the_last_number():
     assert not is_correct("<answer>17</answer> 18", "18")
-    assert extract_numeric_answer("<answer>17</answer> 18") == 17
+    assert numeric_answer("<answer>17</answer> 18") == "17"
 
 
 def test_strict_grader_is_the_studys_string_match():

@@ -41,8 +41,7 @@ def test_smoke_pipeline_executes_every_notebook_and_writes_runs():
         executed = nbformat.read(out_dir / f"{name}.ipynb", as_version=4)
         errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, (name, errors)
-    from utils.evaluate import baseline_dir
-    from utils.experiments import make_config
+    from utils.experiments import baseline_dir, make_config
     from utils.pipeline import SMOKE_SEEDS
 
     trained = [

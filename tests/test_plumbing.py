@@ -46,7 +46,7 @@ def test_evaluation_marks_completions_that_hit_the_limit_as_truncated(tmp_path, 
 def test_vllm_outputs_are_parsed_with_the_adapter(tmp_path, monkeypatch):
     """The vLLM path with a fake engine: text, token count and truncation come from vLLM's output objects."""
     from utils.evaluate import generate_completions
-    from utils.model import Backend
+    from utils.model import LoadRecord
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=lambda **kw: kw))
     seen = {}
@@ -63,12 +63,12 @@ def test_vllm_outputs_are_parsed_with_the_adapter(tmp_path, monkeypatch):
             return [types.SimpleNamespace(outputs=[o]) for o in (finished, cut)]
 
     (tmp_path / "adapter").mkdir()
-    backend = Backend(name="unsloth", model_name="m", device="cuda", dtype="float16", fast_inference=True)
+    backend = LoadRecord(name="unsloth", model_name="m", device="cuda", dtype="float16", fast_inference=True)
     prompts = [[{"role": "user", "content": "q1"}], [{"role": "user", "content": "q2"}]]
     from utils.model import load_tokenizer
 
     out = generate_completions(
-        FakeEngine(), load_tokenizer("tiny"), prompts, 9, backend=backend, lora_path=tmp_path / "adapter"
+        FakeEngine(), load_tokenizer("tiny"), prompts, 9, loaded=backend, lora_path=tmp_path / "adapter"
     )
     assert out == [("<answer>\n7\n</answer>", 3, False), ("step step", 9, True)]
     assert seen == {
@@ -126,7 +126,7 @@ def test_grpo_config_reproduces_the_studys_logged_arguments(tmp_path, monkeypatc
     import trl
 
     from utils import REPO_ROOT
-    from utils.train import grpo_config
+    from utils.trainer import grpo_config
 
     if unsloth_imported:
 
@@ -208,25 +208,26 @@ def test_a_checkpoint_at_max_steps_is_finished(tmp_path):
 )
 def test_the_batch_mapping_keeps_the_studys_step(monkeypatch, processes, generations, prompts, expected):
     """Per process: one prompt's completions per micro-batch, prompts_per_step / N accumulated: N x that many."""
-    from utils.train import batch_mapping
+    from utils.experiments import batch_mapping
 
+    cfg = make_config("exp2_oneshot", num_generations=generations, prompts_per_step=prompts)  # checked on one process
     monkeypatch.setenv("WORLD_SIZE", str(processes))
-    cfg = make_config("exp2_oneshot", num_generations=generations, prompts_per_step=prompts)
     mapping = batch_mapping(cfg)
     assert (mapping["per_device_train_batch_size"], mapping["gradient_accumulation_steps"]) == expected
     assert processes * mapping["gradient_accumulation_steps"] == prompts  # prompts per optimizer step, unchanged
 
 
 def test_a_batch_that_cannot_be_split_over_the_processes_is_refused(monkeypatch):
-    from utils.train import batch_mapping
+    from utils.experiments import batch_mapping
 
+    cfg = make_config("exp2_oneshot")
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(ValueError, match="prompts_per_step=4 cannot be split over 3 processes"):
-        batch_mapping(make_config("exp2_oneshot"))
+        batch_mapping(cfg)
 
 
 def saved_run(tmp_path, cfg, records):
-    from utils.train import check_resumable
+    from utils.trainer import check_resumable
 
     cfg.run_dir.mkdir(parents=True)
     cfg.save(cfg.run_dir / runs.CONFIG)
@@ -278,7 +279,7 @@ def test_the_resume_check_names_each_kind_of_reward_change(tmp_path, records, me
 
 
 def test_rows_past_a_save_interval_are_never_dropped(tmp_path):
-    from utils.train import check_no_rows_lost
+    from utils.trainer import check_no_rows_lost
 
     runs.write_rows(tmp_path / runs.LOG, [{"step": s} for s in range(1, 8)])
     check_no_rows_lost(tmp_path, resume_step=6, save_steps=2)  # step 7 is redone: a save interval explains it
@@ -316,7 +317,7 @@ def test_a_summary_counts_what_it_says(tmp_path):
     assert summary["mean_completion_tokens"] == 40 and summary["median_completion_tokens"] == 25
     table = summaries_table({"gsm8k": dict(summary, headline_grader="strict")})
     row = table.loc["gsm8k"]
-    assert (row["n"], row["headline grader"], row["accuracy"], row["95% CI"]) == (4, "strict", 0.5, "[0.150, 0.850]")
+    assert (row["n"], row["headline grader"], row["accuracy [95% CI]"]) == (4, "strict", "0.500 [0.150, 0.850]")
     assert (row["numeric"], row["mean_tokens"], row["truncated"]) == (0.75, 40.0, 0.25)
 
 
@@ -354,7 +355,7 @@ def test_the_table_of_sets_pairs_each_run_with_its_prompts_baseline(tmp_path):
     """Runs are found by their config.json (a renamed folder changes nothing) and each is compared with the baseline
     whose evaluation identity matches its own: same base model, prompt and questions."""
     from utils.analysis import eval_sets_table
-    from utils.evaluate import baseline_dir
+    from utils.experiments import baseline_dir
 
     for experiment, verdicts, folder in (("exp1_no_oneshot", [True, False], "a"), ("exp2_oneshot", [True, True], "b")):
         cfg = make_config(experiment, run_root=str(tmp_path))
@@ -378,7 +379,7 @@ def test_the_table_of_sets_pairs_each_run_with_its_prompts_baseline(tmp_path):
 
 
 def test_the_built_grpo_config_is_what_environment_json_records(tmp_path, monkeypatch):
-    from utils.train import grpo_config, what_reached_trl
+    from utils.trainer import grpo_config, what_reached_trl
 
     monkeypatch.setenv("WORLD_SIZE", "1")
     cfg = make_config("exp2_oneshot", trl_args={"epsilon": 0.3})
@@ -413,22 +414,16 @@ def test_reward_hyper_parameters_are_config_fields_the_builder_reads(tokenizer):
     assert study.to_dict()["cosine_max_length"] == 786  # config.json holds the budget that ran
 
 
-def test_a_run_saved_before_a_field_existed_resumes_as_it_ran(tmp_path):
-    """A config.json from an older kit lacks the reward fields: they read as what that kit ran with (the cosine
-    budget was always 786 then), so the run resumes when nothing else changed, and is refused when that matters."""
+def test_a_run_folder_of_an_earlier_kit_gets_one_clear_message(tmp_path):
+    """A config.json that lacks fields this kit has was written by an earlier kit: refused with what to do."""
     from utils.experiments import ExperimentConfig
-    from utils.train import check_resumable
 
     cfg = make_config("exp4_cosine_no_penalty", run_root=str(tmp_path))
     older = {k: v for k, v in cfg.to_dict().items() if k not in ("cosine_max_length", "cosine_scale")}
     cfg.run_dir.mkdir(parents=True)
     runs.write_json(cfg.run_dir / runs.CONFIG, older)
-    check_resumable(cfg, [], cfg.run_dir)  # 786 tokens: the budget followed the limit and was 786 anyway
-    assert ExperimentConfig.load(cfg.run_dir / runs.CONFIG).cosine_max_length == 786
-    short = make_config("exp4_cosine_no_penalty", run_root=str(tmp_path), max_completion_length=24)
-    runs.write_json(cfg.run_dir / runs.CONFIG, dict(older, max_completion_length=24))
-    with pytest.raises(ValueError, match=r"trained differently \(cosine_max_length: 786 -> 24\)"):
-        check_resumable(short, [], cfg.run_dir)  # that run's cosine budget was 786, this one's would be 24
+    with pytest.raises(ValueError, match=r"written by an earlier version of the kit .*start a new run"):
+        ExperimentConfig.load(cfg.run_dir / runs.CONFIG)
 
 
 def test_lora_learns_at_ten_times_the_studys_rate_and_a_set_rate_wins():
@@ -441,21 +436,3 @@ def test_lora_learns_at_ten_times_the_studys_rate_and_a_set_rate_wins():
     table = config_table(lora)
     assert table.loc["learning_rate", "value"] == "5e-05" and table.loc["learning_rate", "changed"] == ""
     assert "10x that for LoRA" in table.loc["learning_rate", "what it does"]
-
-
-def test_a_run_trained_under_the_earlier_defaults_resumes_with_them(tmp_path, capsys):
-    """LoRA runs saved before the rule (learning rate 5e-6, alpha 64) keep what they were trained with."""
-    import dataclasses
-
-    from utils.train import check_resumable
-
-    cfg = make_config("exp2_oneshot", run_root=str(tmp_path))
-    older = dataclasses.replace(cfg, learning_rate=5e-6, lora_alpha=64, run_name=cfg.run_dir.name)
-    older.run_dir.mkdir(parents=True)
-    older.save(older.run_dir / runs.CONFIG)
-    again = make_config("exp2_oneshot", run_root=str(tmp_path))  # the notebook rerun, nothing set
-    assert (again.learning_rate, again.lora_alpha, again.run_dir) == (5e-6, 64, older.run_dir)
-    assert "trained with the kit's earlier defaults" in capsys.readouterr().out
-    check_resumable(again, [], older.run_dir)  # resumes, not refused
-    chosen = make_config("exp2_oneshot", run_root=str(tmp_path), learning_rate=5e-5, lora_alpha=32)
-    assert chosen.run_dir == older.run_dir and chosen.learning_rate == 5e-5  # set: the user's choice (refused there)

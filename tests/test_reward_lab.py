@@ -11,7 +11,6 @@ from utils.reward_lab import (
     length_curves,
     plot_reward_shares,
     reward_table,
-    run_completions,
 )
 
 
@@ -136,14 +135,6 @@ def test_length_curves_show_the_penalty(tokenizer):
 def test_reward_shares_flag_a_reward_that_never_fires():
     table = reward_table([R.correctness_reward_func, lambda completions, **kw: [0.0] * len(completions)])
     assert "<lambda>" in plot_reward_shares(table).get_title()
-
-
-def test_run_completions_reads_a_run_folder(tmp_path):
-    (tmp_path / "completions.jsonl").write_text(
-        '{"step": 3, "gold": "5", "correct": true, "completion": "<answer>5</answer>"}\n'
-    )
-    table = reward_table([R.correctness_reward_func], run_completions(tmp_path))
-    assert table.iloc[0]["correctness_reward_func"] == 1.0
 
 
 @pytest.mark.bad_input

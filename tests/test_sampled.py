@@ -10,8 +10,6 @@ import pandas as pd
 import pytest
 
 from utils.sampled import (
-    RESAMPLES,
-    bootstrap_over_questions,
     length_effects,
     majority_at_k,
     majority_correct,
@@ -59,16 +57,6 @@ def test_samples_without_a_number_abstain_in_the_records_too():
     assert list(questions["maj@3"]) == [1.0, 0.5]  # 18 the only number; then 17 and 18 tie
     assert list(questions["c_numeric"]) == [1, 1]
     assert questions["pass@1_numeric"].tolist() == pytest.approx([1 / 3, 1 / 3])
-
-
-def test_the_bootstrap_over_questions_matches_a_direct_resampling_loop():
-    values = np.random.default_rng(7).random(40)
-    result = bootstrap_over_questions(values, seed=3)
-    rng = np.random.default_rng(3)
-    draws = rng.integers(0, len(values), size=(RESAMPLES, len(values)))
-    means = [float(np.mean([values[i] for i in row])) for row in draws]  # one resample at a time
-    assert result["ci95"] == pytest.approx(list(np.percentile(means, [2.5, 97.5])))
-    assert result["mean"] == pytest.approx(values.mean()) and result["questions"] == 40
 
 
 def synthetic(rng, questions=300, samples=8, within_effect=0.0, truncated_share=0.0, limit=400):

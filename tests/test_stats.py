@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from utils.stats import (
-    bootstrap_mean_difference,
+    bootstrap_mean,
     mcnemar_exact,
     paired_block_bootstrap,
     pearson_with_ci,
@@ -27,11 +27,20 @@ def test_mcnemar_counts_only_discordant_pairs():
     assert mcnemar_exact(a, a)["p_value"] == 1.0
 
 
-def test_bootstrap_interval_covers_the_difference():
+def test_the_bootstrap_matches_a_direct_resampling_loop():
+    values = np.random.default_rng(7).random(40)
+    result = bootstrap_mean(values, seed=3)
+    draws = np.random.default_rng(3).integers(0, len(values), size=(2000, len(values)))
+    means = [float(np.mean([values[i] for i in row])) for row in draws]  # one resample at a time
+    assert result["ci95"] == pytest.approx(list(np.percentile(means, [2.5, 97.5])))
+    assert result["mean"] == pytest.approx(values.mean()) and result["n"] == 40
+
+
+def test_a_paired_bootstrap_interval_covers_the_difference():
     rng = np.random.default_rng(1)
-    x, y = rng.normal(10, 1, 500), rng.normal(9, 1, 500)
-    result = bootstrap_mean_difference(x, y, paired=False, n_resamples=2000)
-    assert result["ci95"][0] < result["difference"] < result["ci95"][1] and result["ci95"][0] > 0.8
+    x = rng.normal(10, 1, 500)
+    result = bootstrap_mean(x - (x - 1 + rng.normal(0, 0.1, 500)))
+    assert result["ci95"][0] < result["mean"] < result["ci95"][1] and result["ci95"][0] > 0.95
 
 
 def ar1(phi, n=1000, seed=0):

@@ -18,7 +18,7 @@ from utils.experiments import make_config
 from utils.lora_lr import expected_low_token_share, low_token_share
 from utils.model import load_model
 from utils.rewards import build_rewards
-from utils.train import train
+from utils.trainer import train
 
 pytestmark = pytest.mark.slow
 
@@ -204,29 +204,6 @@ def test_a_half_written_checkpoint_is_skipped_and_nothing_is_lost(uninterrupted,
 
 @pytest.mark.fault
 @pytest.mark.parametrize("uninterrupted", ["lora"], indirect=True)
-def test_a_checkpoint_of_an_older_kit_with_a_ref_copy_resumes_its_trained_adapter(uninterrupted, tmp_path):
-    """Checkpoints written before the reference fix also hold ref/ (TRL's copy of the untrained adapter), beside
-    which transformers loads only the sub-folder: the trained adapter at the root must be the one resumed."""
-    import shutil
-
-    _, reference = uninterrupted
-    cfg = copy_run(reference, tmp_path)
-    shutil.rmtree(cfg.run_dir / runs.CHECKPOINTS / "checkpoint-4")
-    checkpoint = cfg.run_dir / runs.CHECKPOINTS / "checkpoint-2"
-    (checkpoint / "ref").mkdir()
-    model, tokenizer, backend = load_model(cfg)
-    untrained = weights_in_memory(model)
-    for name in ("adapter_config.json", "adapter_model.safetensors"):  # the ref copy: the untrained adapter
-        shutil.copy(checkpoint / name, checkpoint / "ref" / name)
-    from safetensors.torch import save_file
-
-    save_file(untrained, checkpoint / "ref" / "adapter_model.safetensors")
-    train(cfg, model, tokenizer, fault_rewards(tokenizer), backend)
-    assert_same_weights(saved_weights(final_weights_folder(reference.run_dir, reference)), weights_in_memory(model))
-
-
-@pytest.mark.fault
-@pytest.mark.parametrize("uninterrupted", ["lora"], indirect=True)
 def test_a_run_whose_checkpoints_are_gone_is_not_restarted_over_its_logs(uninterrupted, tmp_path):
     import shutil
 
@@ -359,7 +336,7 @@ def test_out_of_memory_names_the_settings_to_lower(tmp_path, monkeypatch):
     assert not (cfg.run_dir / runs.ADAPTER).exists() and not (cfg.run_dir / runs.LOCK).exists()
     monkeypatch.setattr(model, "generate", out_of_memory)
     with pytest.raises(RuntimeError, match=r"during evaluation. Lower one of: eval_batch_size \(now 8\)"):
-        evaluate(cfg, model, tokenizer, backend=backend, progress=False)
+        evaluate(cfg, model, tokenizer, loaded=backend, progress=False)
 
 
 def test_grpo_raises_a_learnable_reward(tmp_path):

@@ -1,10 +1,10 @@
-"""The analysis of this kit's runs: held-out evaluations against the untrained baseline, across experiments and
-evaluation sets, and training curves. (The study's own logs are re-analysed in ``utils.study``.)
+"""The analysis of this kit's runs: held-out evaluations against the untrained baseline, across experiments, seeds
+and evaluation sets, sampled evaluations across runs, and training curves. (The study's own logs are re-analysed in
+``utils.study``; the charts are drawn by ``utils.charts``.)
 
 Every difference is B - A: the second run minus the first, the trained model minus the untrained baseline.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,66 +12,11 @@ import pandas as pd
 
 from utils import runs
 from utils.data import EVAL_SETS
-from utils.experiments import ExperimentConfig, run_label
+from utils.experiments import KitRun, baseline_label, find_baselines, find_runs, model_folders, runs_by_label
 from utils.grading import GRADERS
 from utils.logs import load_run_logs
-from utils.stats import (
-    bootstrap_mean_difference,
-    format_interval,
-    mcnemar_exact,
-    pearson_with_ci,
-    seed_stratified_test,
-    t_interval,
-    wilson_interval,
-)
-
-RAMP_STEPS = 400  # learning-rate warm-up (~187 steps) and the fast early rise of accuracy and format
-
-
-@dataclass(frozen=True)
-class KitRun:
-    """A trained run of this kit: its folder and its saved config, which says what it is."""
-
-    path: Path
-    cfg: ExperimentConfig
-
-    @property
-    def label(self) -> str:
-        return run_label(self.cfg)
-
-    @property
-    def seed(self) -> int:
-        return self.cfg.seed
-
-
-def find_runs(runs_root="runs") -> list[KitRun]:
-    """The trained runs under ``runs_root`` (a config.json and a log.jsonl), identified by their config.json, never by
-    their folder's name: a renamed, copied or older single-seed folder (``runs/exp2_oneshot``) is read the same way."""
-    root = Path(runs_root)
-    found = [
-        KitRun(config.parent, ExperimentConfig.load(config))
-        for config in sorted(root.glob(f"*/{runs.CONFIG}"))
-        if (config.parent / runs.LOG).is_file()
-    ]
-    return sorted(found, key=lambda run: (run.label, run.seed))
-
-
-def runs_by_label(runs_root="runs") -> dict[str, list[KitRun]]:
-    """The runs grouped by experiment and settings, each group's runs one per seed."""
-    groups: dict[str, list[KitRun]] = {}
-    for run in find_runs(runs_root):
-        groups.setdefault(run.label, []).append(run)
-    return groups
-
-
-def resolve_label(name: str, groups: dict[str, list[KitRun]]) -> str | None:
-    """The group ``name`` means: a label (``exp2_oneshot__smoke``), or an experiment whose runs share one label."""
-    if name in groups:
-        return name
-    matching = [label for label, group in groups.items() if group[0].cfg.name == name]
-    if len(matching) > 1:
-        raise ValueError(f"{name!r} ran with several settings ({', '.join(matching)}): name one of them.")
-    return matching[0] if matching else None
+from utils.sampled import load_summary
+from utils.stats import format_interval, mcnemar_exact, seed_stratified_test, t_interval, wilson_interval
 
 
 def load_kit_logs(runs_root="runs") -> dict[str, dict[int, pd.DataFrame]]:
@@ -82,68 +27,19 @@ def load_kit_logs(runs_root="runs") -> dict[str, dict[int, pd.DataFrame]]:
     }
 
 
-def mean_over_seeds(logs_by_seed: dict[int, pd.DataFrame]) -> pd.DataFrame:
-    """Step by step, the mean over seeds of every numeric column (steps that some seed has not reached yet use the
-    seeds that have)."""
-    combined = pd.concat(logs_by_seed.values())
-    return combined.groupby("step").mean(numeric_only=True).reset_index()
-
-
-def between(df: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
-    return df[(df["step"] >= first) & (df["step"] <= last)]
-
-
 def read_eval(path) -> pd.DataFrame:
     path = Path(path)
     return pd.DataFrame(runs.read_jsonl(path / runs.EVAL if path.is_dir() else path))
 
 
-def question_length_accuracy_correlation(eval_path, grader: str = "numeric") -> dict:
-    """Across test questions: does a longer completion go with a correct answer?"""
-    records = read_eval(eval_path)
-    return pearson_with_ci(records["completion_tokens"], records[f"correct_{grader}"].astype(float))
-
-
-def compare_evals(eval_a, eval_b, grader: str = "numeric") -> dict:
-    """Held-out comparison of two runs on the same questions, B - A: the accuracy difference with McNemar's exact
-    test, the completion-length difference with a paired bootstrap interval."""
-    a, b = read_eval(eval_a).set_index("index"), read_eval(eval_b).set_index("index")
-    common = a.index.intersection(b.index)
-    a, b = a.loc[common], b.loc[common]
-    test = mcnemar_exact(a[f"correct_{grader}"], b[f"correct_{grader}"])
-    return {
-        "grader": grader,
-        "n": len(common),
-        "accuracy_a": float(a[f"correct_{grader}"].mean()),
-        "accuracy_b": float(b[f"correct_{grader}"].mean()),
-        "accuracy_difference": float(b[f"correct_{grader}"].mean() - a[f"correct_{grader}"].mean()),
-        "mcnemar_p_value": test["p_value"],
-        "only_a_correct": test["only_a_correct"],
-        "only_b_correct": test["only_b_correct"],
-        "length_difference": bootstrap_mean_difference(b["completion_tokens"], a["completion_tokens"]),
-    }
-
-
-def find_baselines(runs_root="runs") -> list[Path]:
-    """The untrained-model evaluations under ``runs_root``: folders of evaluation summaries without a config.json."""
-    return sorted(
-        summary.parent
-        for summary in Path(runs_root).glob(f"*/{runs.EVAL_SUMMARY}")
-        if not (summary.parent / runs.CONFIG).exists()
-    )
-
-
-def baseline_label(folder: Path) -> str:
-    """How tables name an untrained baseline: ``untrained: <model>__<prompt>``."""
-    return "untrained: " + folder.name.removeprefix("baseline__")
-
-
-def model_folders(runs_root="runs") -> dict[str, list[Path]]:
-    """Every evaluated model under ``runs_root`` with its folders: each untrained baseline (one folder), then each
-    experiment and settings (grouped by config.json) with one folder per seed."""
-    groups = {baseline_label(folder): [folder] for folder in find_baselines(runs_root)}
-    groups.update({label: [run.path for run in group] for label, group in runs_by_label(runs_root).items()})
-    return groups
+def resolve_label(name: str, groups: dict[str, list[KitRun]]) -> str | None:
+    """The group ``name`` means: a label (``exp2_oneshot__smoke``), or an experiment whose runs share one label."""
+    if name in groups:
+        return name
+    matching = [label for label, group in groups.items() if group[0].cfg.name == name]
+    if len(matching) > 1:
+        raise ValueError(f"{name!r} ran with several settings ({', '.join(matching)}): name one of them.")
+    return matching[0] if matching else None
 
 
 def _same_questions(a: dict, b: dict) -> bool:
@@ -178,7 +74,7 @@ def eval_table(runs_root="runs", eval_set: str = "gsm8k") -> pd.DataFrame:
         row = {"run": label, "seed": seed, "n": s["n"]}
         for grader in GRADERS:
             row[f"acc_{grader}"] = s[f"accuracy_{grader}"]
-            row[f"acc_{grader}_ci95"] = "[{:.3f}, {:.3f}]".format(*s[f"accuracy_{grader}_ci95"])
+            row[f"acc_{grader}_ci95"] = [round(bound, 3) for bound in s[f"accuracy_{grader}_ci95"]]
         row.update(
             format_strict=s["format_strict"], mean_tokens=s["mean_completion_tokens"], truncated=s["truncated_share"]
         )
@@ -367,171 +263,75 @@ def eval_sets_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_eval_sets(summary: pd.DataFrame, ax=None):
-    """Accuracy per evaluation set and experiment (``eval_sets_summary``) with its 95% interval, each seed as a dot,
-    and the untrained baseline as a black tick."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(11, 4.5))
-    sets, experiments = list(dict.fromkeys(summary["eval set"])), list(dict.fromkeys(summary["experiment"]))
-    width = 0.8 / len(experiments)
-    for i, experiment in enumerate(experiments):
-        rows = summary[summary["experiment"] == experiment].set_index("eval set").reindex(sets)
-        x = np.arange(len(sets)) + (i - (len(experiments) - 1) / 2) * width
-        low = rows["accuracy"] - rows["ci95"].map(lambda ci: ci[0])
-        high = rows["ci95"].map(lambda ci: ci[1]) - rows["accuracy"]
-        seeds = int(rows["seeds"].max())
-        label = f"{experiment} ({seeds} seed{'s' if seeds > 1 else ''})"
-        ax.bar(x, rows["accuracy"], width, yerr=[low, high], capsize=3, label=label, color=f"C{i}", alpha=0.85)
-        for xi, points in zip(x, rows["per_seed"]):
-            ax.scatter([xi] * len(points), points, s=10, color="black", alpha=0.6, zorder=4)
-        ax.scatter(
-            x,
-            rows["baseline"],
-            marker="_",
-            s=300,
-            color="black",
-            zorder=3,
-            label="untrained baseline" if i == 0 else None,
-        )
-    n = summary.groupby("eval set")["n"].max().reindex(sets)
-    ax.set_xticks(np.arange(len(sets)), [f"{s}\n(n={n[s]})" for s in sets])
-    ax.set(
-        ylabel=f"accuracy ({summary['grader'].iloc[0]} grader)",
-        ylim=(0, 1),
-        title="Held-out accuracy by evaluation set: 95% interval (t over seeds; Wilson for one seed), seeds as dots",
-    )
-    ax.legend(fontsize=8)
-    return ax
+def summaries_by_experiment(runs_root="runs", eval_set_name="gsm8k") -> dict[str, list[dict]]:
+    """Every finished sampled evaluation under ``runs_root``: each untrained baseline, and each experiment (grouped by
+    its config.json) with one summary per seed."""
+    found = {
+        label: [load_summary(folder, eval_set_name) for folder in folders]
+        for label, folders in model_folders(runs_root).items()
+    }
+    return {label: [s for s in summaries if s] for label, summaries in found.items() if any(summaries)}
 
 
-METRIC_LABELS = {
-    "accuracy": "share of correct completions (training batch)",
-    "completion_length": "completion tokens (reasoning, tags and answer)",
-}
+def _over_seeds(metrics: list[dict], digits: int = 3) -> str:
+    """One metric over seeds: the mean with a t-interval over seeds; with one seed, its bootstrap interval."""
+    if len(metrics) == 1:
+        return format_interval(metrics[0]["mean"], metrics[0]["ci95"], digits)
+    spread = t_interval([m["mean"] for m in metrics])
+    return format_interval(spread["mean"], spread["ci95"], digits)
 
 
-def plot_seeds(logs: dict[str, dict[int, pd.DataFrame]], metric: str, window: int = 20, ax=None):
-    """Training curves across seeds: per experiment the mean over seeds (rolling mean over ``window`` steps) with a
-    band of one standard deviation across seeds, and each seed faintly."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, 5.5))
-    for i, (label, by_seed) in enumerate(logs.items()):
-        colour = f"C{i}"
-        smoothed = {
-            seed: df.set_index("step")[metric].rolling(window, min_periods=1).mean() for seed, df in by_seed.items()
+def sampled_experiments_table(runs_root="runs", eval_set_name="gsm8k") -> pd.DataFrame:
+    """Across experiments (and the untrained models): pass@1, pass@K and maj@K under the numeric grader, the never
+    and always solved shares, and whether longer reasoning goes with right answers within a question (without
+    truncated samples), each over seeds when there are several (t-interval over seeds; one seed: bootstrap over
+    questions)."""
+    rows = {}
+    for label, summaries in summaries_by_experiment(runs_root, eval_set_name).items():
+        k = str(summaries[0]["samples_per_question"])
+        lengths = [s["length"]["without truncated samples"] for s in summaries]
+        rows[label] = {
+            "seeds": len(summaries),
+            "questions x samples": f"{summaries[0]['questions']} x {k}",
+            "pass@1": _over_seeds([s["pass_at_k_numeric"]["1"] for s in summaries]),
+            f"pass@{k}": _over_seeds([s["pass_at_k_numeric"][k] for s in summaries]),
+            f"maj@{k}": _over_seeds([s["maj_at_k"][k] for s in summaries]),
+            "never solved": _over_seeds([s["never_solved"] for s in summaries]),
+            "always solved": _over_seeds([s["always_solved"] for s in summaries]),
+            "correct - wrong tokens, same question": _length_over_seeds(lengths, "within_question_difference", 1),
+            "odds ratio per SD (same question)": _length_over_seeds(lengths, "conditional_logit", 2),
+            "naive r across questions": _length_over_seeds(lengths, "across_questions_correlation", 2),
         }
-        for curve in smoothed.values():
-            ax.plot(curve.index, curve.values, color=colour, alpha=0.25, lw=0.8)
-        table = pd.DataFrame(smoothed)
-        mean, sd = table.mean(axis=1), table.std(axis=1)
-        ax.plot(
-            mean.index,
-            mean.values,
-            color=colour,
-            lw=1.8,
-            label=f"{label} ({len(by_seed)} seed{'s' * (len(by_seed) > 1)})",
-        )
-        if len(by_seed) > 1:
-            ax.fill_between(mean.index, mean - sd, mean + sd, color=colour, alpha=0.15)
-    label = METRIC_LABELS.get(metric, metric)
-    ax.set(xlabel="step", ylabel=label, title=f"{label}: mean over seeds, band of one SD, each seed faintly")
-    ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.4)
-    ax.legend(fontsize=8)
-    return ax
+    return pd.DataFrame(rows).T
 
 
-def plot_comparison(
-    curves: dict[str, pd.DataFrame],
-    metric: str,
-    window: int = 20,
-    max_step: int | None = None,
-    ax=None,
-    title=None,
-    linestyle="-",
-    colour_offset: int = 0,
-):
-    """Each run's ``metric`` as a trailing rolling mean over ``window`` steps, with its mean after the ramp dashed.
-    The y-axis starts at 0, so a gap looks as large as it is."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, 5.5))
-    palette = sns.color_palette("tab10")
-    for i, (name, df) in enumerate(curves.items()):
-        df = df[df["step"] <= max_step] if max_step else df
-        colour = palette[(i + colour_offset) % len(palette)]
-        ax.plot(
-            df["step"],
-            df[metric].rolling(window, min_periods=1).mean(),
-            color=colour,
-            lw=1.4,
-            ls=linestyle,
-            label=name,
-        )
-        late = df[df["step"] > RAMP_STEPS]
-        if len(late):
-            mean = late[metric].mean()
-            ax.hlines(
-                mean,
-                late["step"].min(),
-                late["step"].max(),
-                color=colour,
-                ls="--",
-                lw=1.1,
-                label=f"{name}: mean of steps {RAMP_STEPS + 1}-{int(late['step'].max())} = {mean:.3g}",
-            )
-    label = METRIC_LABELS.get(metric, metric)
-    ax.set(xlabel="step", ylabel=label, title=title or f"{label}, rolling mean over {window} steps")
-    ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.4)
-    ax.legend(fontsize=8)
-    return ax
+def _length_over_seeds(lengths: list[dict], measure: str, digits: int) -> str:
+    """A length measure over seeds; "-" when some seed had too few questions with right and wrong samples."""
+    value = {"conditional_logit": "odds_ratio_per_sd", "across_questions_correlation": "r"}.get(measure, "mean")
+    found = [x[measure] for x in lengths if measure in x and x[measure].get(value) == x[measure].get(value)]
+    if len(found) < len(lengths):
+        return "-"
+    return _over_seeds([{"mean": m[value], "ci95": m["ci95"]} for m in found], digits)
 
 
-def plot_run(run_dir, window: int = 10, title: str | None = None):
-    """Training curves of one run: total reward and each reward's mean, completion length, training-batch accuracy
-    under both graders, and held-out probe accuracy."""
-    import matplotlib.pyplot as plt
+def pass_at_k_curves(runs_root="runs", eval_set_name="gsm8k") -> dict[str, dict]:
+    """Per experiment (and untrained model), a pass@k curve to draw: the one seed's, or the mean over seeds."""
+    curves = {}
+    for label, summaries in summaries_by_experiment(runs_root, eval_set_name).items():
+        if len(summaries) == 1:
+            curves[label] = summaries[0]
+            continue
+        merged = {"samples_per_question": summaries[0]["samples_per_question"]}
+        for grader in GRADERS:
+            key = f"pass_at_k_{grader}"
+            merged[key] = {
+                k: {
+                    "mean": float(np.mean([s[key][k]["mean"] for s in summaries])),
+                    "ci95": t_interval([s[key][k]["mean"] for s in summaries])["ci95"],
+                }
+                for k in summaries[0][key]
+            }
+        curves[f"{label} ({len(summaries)} seeds)"] = merged
+    return curves
 
-    df = load_run_logs(run_dir)
-    probe = pd.DataFrame(runs.read_rows(Path(run_dir) / runs.PROBE))
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
 
-    def curve(ax, column, label, colour):
-        if column in df and df[column].notna().any():
-            ax.plot(df["step"], df[column], alpha=0.25, color=colour)
-            ax.plot(df["step"], df[column].rolling(window, min_periods=1).mean(), color=colour, label=label)
-
-    curve(axes[0], "reward", "total (weighted)", "black")
-    logged = runs.read_rows(Path(run_dir) / runs.LOG)[:1]
-    rewards = [
-        key.removeprefix("rewards/").removesuffix("/mean")
-        for key in (logged[0] if logged else {})
-        if key.startswith("rewards/") and key.endswith("/mean") and "/batch_correct_" not in key
-    ]
-    for i, column in enumerate(rewards):
-        curve(axes[0], column, column, f"C{i}")
-    curve(axes[1], "completion_length", "mean completion tokens", "tab:blue")
-    for i, grader in enumerate(GRADERS):
-        curve(axes[2], f"correct_frac_{grader}", f"{grader} grader", f"C{i}")
-    for grader, style in zip(GRADERS, ("s--", "o-")):
-        if not probe.empty:
-            axes[3].plot(probe["step"], probe[f"accuracy_{grader}"], style, label=f"{grader} grader")
-    n = int(probe["n"].iloc[0]) if not probe.empty else 0
-    titles = ["reward (rolling mean)", "completion tokens", "training-batch accuracy", f"held-out probe (n={n})"]
-    for ax, panel_title in zip(axes, titles):
-        ax.set(title=panel_title, xlabel="step")
-        if ax.has_data():
-            ax.legend(fontsize=7)
-    axes[2].set_ylim(-0.02, 1.02)
-    axes[3].set_ylim(-0.02, 1.02)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig

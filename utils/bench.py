@@ -78,7 +78,7 @@ def _worker(
     from utils.experiments import make_config
     from utils.model import load_model
     from utils.rewards import build_rewards
-    from utils.train import train
+    from utils.trainer import train
 
     overrides = dict(CONFIGS[config])
     cap_fraction = cap_memory_like_t4() if emulate_t4 else None
@@ -107,12 +107,12 @@ def _worker(
         "t4_memory_cap_fraction": cap_fraction,
     }
     try:
-        model, tokenizer, backend = load_model(cfg)
+        model, tokenizer, loaded = load_model(cfg)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         started = time.time()
         rewards = build_rewards(cfg.reward_set, tokenizer, **cfg.reward_settings)
-        run_dir = train(cfg, model, tokenizer, rewards, backend)
+        run_dir = train(cfg, model, tokenizer, rewards, loaded)
         wall = time.time() - started
         rows = runs.read_rows(run_dir / runs.LOG)
         step_times = [r["step_time"] for r in rows[1:]] or [r["step_time"] for r in rows]  # the first step warms up
@@ -121,7 +121,7 @@ def _worker(
         tokens = completions * statistics.fmean(r["completion_length"] for r in rows)
         result.update(
             status="ok",
-            backend=backend.to_dict(),
+            backend=loaded.to_dict(),
             ran=runs.read_json(run_dir / runs.ENVIRONMENT)["trainer"],
             wall_seconds=round(wall, 1),
             seconds_per_step=seconds_per_step,
@@ -154,29 +154,17 @@ def project_epoch(results: list[dict], gpu_name: str | None) -> dict:
 
 def ratios(results: list[dict]) -> list[dict]:
     """Kit / study, for each experiment and completion length measured in this run."""
-    out = []
-    for kit in (r for r in results if r["config"] == "kit" and r.get("status") == "ok"):
-        study = next(
-            (
-                r
-                for r in results
-                if r["config"] == "study"
-                and r["experiment"] == kit["experiment"]
-                and r["completion_length"] == kit["completion_length"]
-            ),
-            None,
-        )
-        if study and study.get("status") == "ok":
-            out.append(
-                {
-                    "experiment": kit["experiment"],
-                    "completion_length": kit["completion_length"],
-                    "tokens_per_second_ratio": kit["generated_tokens_per_second"]
-                    / study["generated_tokens_per_second"],
-                    "step_time_ratio": kit["seconds_per_step"] / study["seconds_per_step"],
-                }
-            )
-    return out
+    ok = {(r["config"], r["experiment"], r["completion_length"]): r for r in results if r.get("status") == "ok"}
+    return [
+        {
+            "experiment": experiment,
+            "completion_length": length,
+            "tokens_per_second_ratio": kit["generated_tokens_per_second"] / study["generated_tokens_per_second"],
+            "step_time_ratio": kit["seconds_per_step"] / study["seconds_per_step"],
+        }
+        for (config, experiment, length), kit in ok.items()
+        if config == "kit" and (study := ok.get(("study", experiment, length)))
+    ]
 
 
 def markdown_table(report: dict) -> str:
@@ -282,37 +270,16 @@ def run_benchmark(
             continue
         out = out_dir / f"{config.replace(', ', '_').replace(' ', '-')}_{experiment}_{length}.json"
         print(f"--- {config} / {experiment} / {length} tokens x {steps} steps", flush=True)
-        command = [
-            sys.executable,
-            "-m",
-            "utils.bench",
-            "--worker",
-            config,
-            "--experiment",
-            experiment,
-            "--length",
-            str(length),
-            "--steps",
-            str(steps),
-            "--model",
-            model_name,
-            "--out",
-            str(out),
-        ]
+        command = [sys.executable, "-m", "utils.bench", "--worker", config, "--experiment", experiment]
+        command += ["--length", str(length), "--steps", str(steps), "--model", model_name, "--out", str(out)]
         if not emulate_t4:
             command.append("--no-t4")
         begun = time.time()
         done = subprocess.run(command, cwd=REPO_ROOT)
         took[length] = max(took.get(length, 0), time.time() - begun)
+        crashed = {"config": config, "experiment": experiment, "completion_length": length}
         results.append(
-            runs.read_json(out)
-            if out.exists()
-            else {
-                "config": config,
-                "experiment": experiment,
-                "completion_length": length,
-                "status": f"crashed (exit {done.returncode})",
-            }
+            runs.read_json(out) if out.exists() else {**crashed, "status": f"crashed (exit {done.returncode})"}
         )
     evaluation = eval_throughput(model_name, out_dir, emulate_t4, budget_seconds, started) if evaluation else {}
     gpu = torch.cuda.get_device_name(0) if cuda else None
@@ -356,8 +323,8 @@ def _eval_worker(model_name: str, out: Path, emulate_t4: bool) -> None:
     import torch
 
     from utils.data import build_eval_dataset
-    from utils.evaluate import generate_completions
     from utils.experiments import make_config
+    from utils.generation import generate_completions
     from utils.model import load_model
 
     cuda = torch.cuda.is_available()
@@ -373,7 +340,7 @@ def _eval_worker(model_name: str, out: Path, emulate_t4: bool) -> None:
         fast_inference=False,
         **({"precision": "fp16"} if cuda and emulate_t4 else {}),
     )
-    model, tokenizer, backend = load_model(cfg)
+    model, tokenizer, loaded = load_model(cfg)
     prompts = list(build_eval_dataset("gsm8k", True, cfg.data_dir)["prompt"])
     measured = {}
     for batch_size in EVAL_BATCH_SIZES if cuda else [4, 8]:
@@ -381,7 +348,7 @@ def _eval_worker(model_name: str, out: Path, emulate_t4: bool) -> None:
         model.generation_config.min_new_tokens = tokens  # every sequence to the limit, as random weights would
         begun = time.time()
         try:
-            generated = generate_completions(model, tokenizer, batch, tokens, batch_size, backend, progress=False)
+            generated = generate_completions(model, tokenizer, batch, tokens, batch_size, loaded, progress=False)
         except torch.cuda.OutOfMemoryError:
             measured[str(batch_size)] = {"status": "out of memory"}
             continue
@@ -391,7 +358,7 @@ def _eval_worker(model_name: str, out: Path, emulate_t4: bool) -> None:
             "generated_tokens_per_second": sum(n for _, n, _ in generated) / seconds,
             "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
         }
-    runs.write_json(out, {"backend": backend.to_dict(), "max_new_tokens": tokens, "batch_sizes": measured})
+    runs.write_json(out, {"backend": loaded.to_dict(), "max_new_tokens": tokens, "batch_sizes": measured})
 
 
 def main(argv=None) -> None:
@@ -421,27 +388,3 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-# Qwen2.5 instruct models: parameters (billions), the size that sets memory.
-QWEN25_PARAMETERS_B = {"0.5B": 0.49, "1.5B": 1.54, "3B": 3.09, "7B": 7.62}
-# Bytes per parameter, an estimate until measured: 16-bit weights (2), a 16-bit reference model for the KL term (2,
-# full fine-tuning only; LoRA disables its adapter instead), 16-bit gradients (2) and fp32 AdamW moments (8).
-ACTIVATIONS_GIB = 3.0  # one micro-batch: 4 completions x (256 + 786) tokens, their logits over 152k tokens, KV cache
-
-
-def memory_estimates(gpus: int = 4) -> list[dict]:
-    """Estimated peak GPU memory (GiB) per model and setting; estimates, not measurements."""
-    rows = []
-    for model, billions in QWEN25_PARAMETERS_B.items():
-        params = billions * 1e9 / 2**30  # GiB per byte-per-parameter
-        rows.append(
-            {
-                "model": f"Qwen2.5-{model}-Instruct",
-                "LoRA r64, one GPU": 2 * params * 1.02 + ACTIVATIONS_GIB,  # adapters and their Adam state: ~2% more
-                "full fine-tuning, one GPU": 14 * params + ACTIVATIONS_GIB,
-                f"full, ZeRO-2 x{gpus}": (4 + 10 / gpus) * params + ACTIVATIONS_GIB,
-                f"full, ZeRO-3 x{gpus}": 14 * params / gpus + ACTIVATIONS_GIB,
-            }
-        )
-    return rows

@@ -1,5 +1,5 @@
 """What watches a training run: batch graders, the held-out probe, the step log, the stop for non-finite numbers, and
-the live figure. ``utils.train`` wires them into TRL's ``GRPOTrainer``."""
+the live figure. ``utils.trainer`` wires them into TRL's ``GRPOTrainer``."""
 
 import dataclasses
 import functools
@@ -8,11 +8,13 @@ import math
 import time
 from pathlib import Path
 
+import pandas as pd
 from transformers import TrainerCallback
 
 from utils import runs
 from utils.evaluate import evaluate, probe_config
 from utils.grading import GRADERS
+from utils.logs import load_run_logs
 from utils.rewards import completion_texts
 
 
@@ -128,17 +130,17 @@ class HeldOutProbe(TrainerCallback):
     """Greedy accuracy on a fixed set of test questions every ``cfg.probe_every`` steps, so users see task accuracy
     move, not only reward."""
 
-    def __init__(self, cfg, tokenizer, backend, path: Path):
+    def __init__(self, cfg, tokenizer, loaded, path: Path):
         # The probe generates with the model in training memory; vLLM would need the adapter saved first.
         self.cfg, self.tokenizer, self.path = probe_config(cfg), tokenizer, path
-        self.backend = dataclasses.replace(backend, fast_inference=False) if backend is not None else None
+        self.loaded = dataclasses.replace(loaded, fast_inference=False) if loaded is not None else None
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if not (
             self.cfg.probe_every and state.global_step % self.cfg.probe_every == 0 and state.is_world_process_zero
         ):
             return
-        summary = evaluate(self.cfg, model, self.tokenizer, backend=self.backend, progress=False, shard=False)
+        summary = evaluate(self.cfg, model, self.tokenizer, loaded=self.loaded, progress=False, shard=False)
         row = {
             "step": state.global_step,
             "n": summary["n"],
@@ -190,8 +192,6 @@ class LiveView(TrainerCallback):
             return
         import matplotlib.pyplot as plt
 
-        from utils.analysis import plot_run
-
         elapsed, done = time.time() - self.started, state.global_step - self.first_step
         eta = elapsed / done * (state.max_steps - state.global_step) if done else float("nan")
         title = f"step {state.global_step}/{state.max_steps}: elapsed {_minutes(elapsed)}, ETA {_minutes(eta)}"
@@ -225,3 +225,46 @@ def notebook_figure():
             handle.update(fig)
 
     return show
+
+
+def plot_run(run_dir, window: int = 10, title: str | None = None):
+    """Training curves of one run: total reward and each reward's mean, completion length, training-batch accuracy
+    under both graders, and held-out probe accuracy."""
+    import matplotlib.pyplot as plt
+
+    df = load_run_logs(run_dir)
+    probe = pd.DataFrame(runs.read_rows(Path(run_dir) / runs.PROBE))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
+
+    def curve(ax, column, label, colour):
+        if column in df and df[column].notna().any():
+            ax.plot(df["step"], df[column], alpha=0.25, color=colour)
+            ax.plot(df["step"], df[column].rolling(window, min_periods=1).mean(), color=colour, label=label)
+
+    curve(axes[0], "reward", "total (weighted)", "black")
+    logged = runs.read_rows(Path(run_dir) / runs.LOG)[:1]
+    rewards = [
+        key.removeprefix("rewards/").removesuffix("/mean")
+        for key in (logged[0] if logged else {})
+        if key.startswith("rewards/") and key.endswith("/mean") and "/batch_correct_" not in key
+    ]
+    for i, column in enumerate(rewards):
+        curve(axes[0], column, column, f"C{i}")
+    curve(axes[1], "completion_length", "mean completion tokens", "tab:blue")
+    for i, grader in enumerate(GRADERS):
+        curve(axes[2], f"correct_frac_{grader}", f"{grader} grader", f"C{i}")
+    for grader, style in zip(GRADERS, ("s--", "o-")):
+        if not probe.empty:
+            axes[3].plot(probe["step"], probe[f"accuracy_{grader}"], style, label=f"{grader} grader")
+    n = int(probe["n"].iloc[0]) if not probe.empty else 0
+    titles = ["reward (rolling mean)", "completion tokens", "training-batch accuracy", f"held-out probe (n={n})"]
+    for ax, panel_title in zip(axes, titles):
+        ax.set(title=panel_title, xlabel="step")
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    axes[2].set_ylim(-0.02, 1.02)
+    axes[3].set_ylim(-0.02, 1.02)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

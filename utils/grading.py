@@ -66,12 +66,6 @@ def parse_value(text: str) -> Fraction | None:
     return _to_fraction(cleaned) if _FULL_NUMBER_RE.match(cleaned) else None
 
 
-def parse_number(text: str) -> float | None:
-    """``parse_value`` as a float, for display and analysis."""
-    value = parse_value(text)
-    return float(value) if value is not None else None
-
-
 def _last_value(text: str) -> Fraction | None:
     for token in reversed(NUMBER_RE.findall(text or "")):
         value = _to_fraction(token)
@@ -94,12 +88,6 @@ def numeric_answer(text: str) -> str | None:
     """The exact value a completion answers with, as text (``18``, ``3/4``), the key majority voting counts by."""
     value = _answer_value(text)
     return str(value) if value is not None else None
-
-
-def extract_numeric_answer(text: str) -> float | None:
-    """The number a completion answers with: its ``<answer>`` block when present, else its last number."""
-    value = _answer_value(text)
-    return float(value) if value is not None else None
 
 
 def _decimal_places(value: Fraction) -> int | None:
@@ -152,3 +140,12 @@ def is_correct(completion: str, gold) -> bool:
 
 
 GRADERS = {"strict": is_correct_strict, "numeric": is_correct}
+
+
+def grade(completion: str, gold) -> dict:
+    """What every evaluation records of a completion: each grader's verdict and the study's two format checks."""
+    return {
+        **{f"correct_{name}": grader(completion, gold) for name, grader in GRADERS.items()},
+        "format_strict": bool(STRICT_FORMAT_RE.match(completion)),
+        "format_soft": bool(SOFT_FORMAT_RE.match(completion)),
+    }

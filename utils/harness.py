@@ -15,13 +15,18 @@ A cross-check: on the same completions, lm-eval's flexible extraction and the ki
 on almost every one; where they do not, the examples say why.
 """
 
+import os
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from utils import runs
-from utils.grading import is_correct
+from utils.config import untrained_model_id
+from utils.data import LOCAL_COPY_DIR, hub_reachable
+from utils.experiments import model_folders
+from utils.generation import for_inference
+from utils.grading import extract_hash_answer, is_correct
 from utils.stats import format_interval, wilson_interval
 
 PROTOCOLS = {
@@ -78,10 +83,6 @@ def local_tasks(folder: Path, data_dir) -> dict[str, str]:
 def gsm8k_source(cfg) -> Path | None:
     """The local GSM8K copy lm-eval should read (``data_dir``, ``$GSM8K_DIR``, or notebook 00's copy when the hub
     cannot be reached); None: lm-eval's own, from the hub."""
-    import os
-
-    from utils.data import LOCAL_COPY_DIR, hub_reachable
-
     chosen = cfg.data_dir or os.environ.get("GSM8K_DIR")
     if chosen:
         return Path(chosen)
@@ -104,7 +105,7 @@ def max_gen_toks(cfg) -> int:
     return min(LM_EVAL_MAX_GEN_TOKS, cfg.eval_max_new_tokens)
 
 
-def harness_identity(cfg, backend) -> dict:
+def harness_identity(cfg, loaded) -> dict:
     """What decides these numbers besides the weights: the model, the questions, lm-eval's version, the engine."""
     try:
         import lm_eval
@@ -113,9 +114,6 @@ def harness_identity(cfg, backend) -> dict:
             "lm-evaluation-harness is not installed: pip install lm_eval==0.4.13 (requirements.txt has it), or "
             "switch it off with HARNESS_EVAL_LIMIT = 0 (harness_eval_limit=0)."
         ) from None
-
-    from utils.model import untrained_model_id
-
     return {
         "model": untrained_model_id(cfg.model_name, cfg.seed),
         "limit": cfg.harness_eval_limit,
@@ -123,19 +121,19 @@ def harness_identity(cfg, backend) -> dict:
         "lm_eval_version": lm_eval.__version__,
         "batch_size": cfg.eval_batch_size,
         "max_gen_toks": max_gen_toks(cfg),
-        "backend": backend.name if backend is not None else None,
-        "dtype": backend.dtype if backend is not None else None,
+        "backend": loaded.name if loaded is not None else None,
+        "dtype": loaded.dtype if loaded is not None else None,
     }
 
 
-def harness_evaluate(cfg, model, tokenizer, out_dir, backend=None, reuse: bool = False) -> dict:
+def harness_evaluate(cfg, model, tokenizer, out_dir, loaded=None, reuse: bool = False) -> dict:
     """Every protocol on the first ``cfg.harness_eval_limit`` GSM8K test questions (None: all), greedy, through
     lm-eval's own code. Writes lm-eval's results and every completion to ``out_dir``; returns the summary (also in
     the results file), or {} when switched off (limit 0). ``reuse``: keep a report of the same identity (the
     untrained baseline, shared by every run)."""
     if cfg.harness_eval_limit == 0:
         return {}
-    identity = harness_identity(cfg, backend)
+    identity = harness_identity(cfg, loaded)
     saved = load_report(out_dir)
     if reuse and saved.get("identity") == identity:
         print(f"lm-eval on the untrained model already done in {out_dir}.")
@@ -153,15 +151,9 @@ def harness_evaluate(cfg, model, tokenizer, out_dir, backend=None, reuse: bool =
     manager = (
         TaskManager(include_path=str(out_dir / "harness_tasks"), include_defaults=False) if source else TaskManager()
     )
-    if backend is not None and backend.unsloth:
-        from unsloth import FastLanguageModel
-
-        FastLanguageModel.for_inference(model)
-    was_training = model.training
-    model.eval()
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.eval_batch_size, max_length=4096)
     summary, samples, started = {}, [], time.time()
-    try:
+    with for_inference(model, loaded):
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.eval_batch_size, max_length=4096)
         for protocol, spec in PROTOCOLS.items():
             results = simple_evaluate(
                 model=lm,
@@ -180,10 +172,6 @@ def harness_evaluate(cfg, model, tokenizer, out_dir, backend=None, reuse: bool =
             summary[protocol]["max_gen_toks"] = max_gen_toks(cfg)
             samples += [sample_row(protocol, row) for row in rows]
             runs.write_json(out_dir / f"harness_{spec['task']}_results.json", results)
-    finally:
-        model.train(was_training)
-        if backend is not None and backend.unsloth:
-            FastLanguageModel.for_training(model)
     runs.write_rows(out_dir / SAMPLES, samples)
     report = {
         "identity": identity,
@@ -229,7 +217,7 @@ def sample_row(protocol: str, row: dict) -> dict:
         "protocol": protocol,
         "doc_id": row["doc_id"],
         "filter": row["filter"],
-        "gold": row["target"].split("####")[-1].strip().replace(",", ""),
+        "gold": extract_hash_answer(row["target"]),
         "completion": completion,
         "extracted": row["filtered_resps"][0] if row["filtered_resps"] else None,
         "correct": bool(row["exact_match"]),
@@ -280,23 +268,6 @@ def harness_table(reports: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def harness_minutes_estimate(cfg) -> dict:
-    """Estimated T4 minutes of one model through both protocols, with the arithmetic (an assumption, as for the
-    greedy evaluation: 25 ms a decoding step of a 64-sequence batch, every batch to lm-eval's 256-token limit)."""
-    from utils.data import EVAL_SETS
-    from utils.evaluate import ASSUMED_T4_SECONDS_PER_DECODE_STEP
-
-    questions = min(cfg.harness_eval_limit or EVAL_SETS["gsm8k"].size, EVAL_SETS["gsm8k"].size)
-    batches = -(-questions // cfg.eval_batch_size) * len(PROTOCOLS)
-    minutes = batches * max_gen_toks(cfg) * ASSUMED_T4_SECONDS_PER_DECODE_STEP / 60
-    return {
-        "minutes": minutes,
-        "arithmetic": f"{len(PROTOCOLS)} protocols x {-(-questions // cfg.eval_batch_size)} batches of "
-        f"{cfg.eval_batch_size} x {max_gen_toks(cfg)} decoding steps x "
-        f"{ASSUMED_T4_SECONDS_PER_DECODE_STEP * 1000:.0f} ms = {minutes:.0f} min",
-    }
-
-
 def harness_reading(report: dict) -> str:
     """What the lm-eval numbers are and how far the kit's grader agrees with lm-eval's on the same completions."""
     if not report:
@@ -320,8 +291,6 @@ def comparable_table(runs_root="runs") -> pd.DataFrame:
     """Per experiment (mean over its seeds) and untrained model: each lm-eval protocol's flexible-extract and
     strict-match accuracy beside the kit's own greedy GSM8K accuracies (strict and numeric grader) on the same
     model, with the number of seeds and questions."""
-    from utils.analysis import model_folders
-
     rows = {}
     for label, folders in model_folders(runs_root).items():
         reports = [r for r in (load_report(f) for f in folders) if r]

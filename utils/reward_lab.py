@@ -12,13 +12,12 @@ Rewards are given as the registry gives them, ``(function, weight)`` pairs, or a
 
 import inspect
 import math
-from pathlib import Path
 
 import pandas as pd
 
-from utils import runs
+from utils.data import build_dataset
 from utils.prompts import XML_COT_FORMAT, build_prompt
-from utils.rewards import reward_name, split_rewards
+from utils.rewards import make_cosine_length_reward, reasoning_length, reward_name, split_rewards
 
 JANET = (
     "Janet’s ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends "
@@ -92,8 +91,6 @@ def canned_completions() -> list[dict]:
 
 def training_rows(cfg, n: int = 8):
     """The first ``n`` rows of the experiment's training data, so the lab passes the columns training will pass."""
-    from utils.data import build_dataset
-
     return build_dataset("train", cfg.one_shot, cfg.data_dir, limit=n)
 
 
@@ -262,39 +259,20 @@ def style_reward_table(table: pd.DataFrame):
     return shown.style.format("{:.3f}").background_gradient(cmap="RdYlGn", axis=0)
 
 
-def run_completions(run_dir, n: int = 8) -> list[dict]:
-    """The last ``n`` completions a training run logged, ready for ``reward_table``."""
-    rows = runs.read_rows(Path(run_dir) / runs.COMPLETIONS)
-    return [
-        {"label": f"step {r['step']} #{i}", "answer": r["gold"], "completion": r["completion"]}
-        for i, r in enumerate(rows[-n:])
-    ]
-
-
-def _completion_with_reasoning_tokens(n_tokens: int, answer: str) -> str:
-    return XML_COT_FORMAT.format(reasoning=" step" * n_tokens, answer=answer)  # " step" is one Qwen2.5 token
-
-
-def length_curves(rewards, lengths=range(0, 1001, 25)) -> pd.DataFrame:
-    """Each reward's value against reasoning length, for a correct and a wrong answer (gold 18)."""
+def length_curves(rewards, tokenizer=None, lengths=range(0, 1001, 25)) -> pd.DataFrame:
+    """Each reward's value against reasoning length, for a correct and a wrong answer (gold 18), on completions whose
+    reasoning repeats " step" ``lengths`` times: counted in the tokenizer's tokens when one is given (" step" is one
+    token for Qwen2.5 and SmolLM2), else in repeats."""
     funcs, _ = split_rewards(rewards)
     rows = []
     for correct, answer in ((True, "18"), (False, "17")):
-        items = [
-            {"question": JANET, "answer": "18", "completion": _completion_with_reasoning_tokens(n, answer)}
-            for n in lengths
-        ]
-        kwargs = _trainer_kwargs(items, one_shot=True)
+        texts = [XML_COT_FORMAT.format(reasoning=" step" * n, answer=answer) for n in lengths]
+        kwargs = _trainer_kwargs([{"question": JANET, "answer": "18", "completion": t} for t in texts], one_shot=True)
+        tokens = [reasoning_length(t, tokenizer) if tokenizer else n for t, n in zip(texts, lengths)]
         for func in funcs:
-            for n, value in zip(lengths, _call(func, kwargs, "synthetic completions of growing length")):
-                rows.append(
-                    {
-                        "reward": reward_name(func),
-                        "reasoning_tokens": n,
-                        "answer": "correct" if correct else "wrong",
-                        "value": value,
-                    }
-                )
+            for n, value in zip(tokens, _call(func, kwargs, "synthetic completions of growing length")):
+                verdict = "correct" if correct else "wrong"
+                rows.append({"reward": reward_name(func), "reasoning_tokens": n, "answer": verdict, "value": value})
     return pd.DataFrame(rows, columns=["reward", "reasoning_tokens", "answer", "value"])
 
 
@@ -304,16 +282,14 @@ def plot_length_rewards(rewards, tokenizer=None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from utils.rewards import make_cosine_length_reward
-
-    curves = length_curves(rewards)
+    curves = length_curves(rewards, tokenizer)
     varying = curves.groupby("reward")["value"].nunique()
     curves = curves[curves["reward"].isin(varying[varying > 2].index)]
     if tokenizer is not None:
         penalty = make_cosine_length_reward(tokenizer, penalize_wrong=True)
         no_penalty = make_cosine_length_reward(tokenizer, penalize_wrong=False)
         penalty.__name__, no_penalty.__name__ = "study: cosine with penalty", "study: cosine without penalty"
-        curves = pd.concat([curves, length_curves([penalty, no_penalty])])
+        curves = pd.concat([curves, length_curves([penalty, no_penalty], tokenizer)])
     if curves.empty:
         print("No reward in this set depends on reasoning length.")
         return None

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from utils.grading import SOFT_FORMAT_RE, STRICT_FORMAT_RE, extract_xml_answer, is_correct, is_correct_strict
 
+STUDY_COMPLETION_TOKENS = 786  # the study's max_completion_length, and its cosine reward's token budget
+
 
 def completion_text(completion) -> str:
     """The text of one completion in either shape TRL uses; anything else is the empty string."""
@@ -168,7 +170,7 @@ def reasoning_length(text: str, tokenizer) -> int:
 
 
 def cosine_length_score(
-    length: int, correct: bool, max_len: int = 786, scale: float = 5.0, penalize_wrong=True
+    length: int, correct: bool, max_len: int = STUDY_COMPLETION_TOKENS, scale: float = 5.0, penalize_wrong=True
 ) -> float:
     """Correct: ``scale*cos(x)``, shorter is better; wrong: ``-scale*cos(x)`` with the penalty, else 0.
     ``x = clip(length/max_len, 0, 1) * pi/2``."""
@@ -178,7 +180,9 @@ def cosine_length_score(
     return -scale * math.cos(x) if penalize_wrong else 0.0
 
 
-def make_cosine_length_reward(tokenizer, max_len: int = 786, scale: float = 5.0, penalize_wrong: bool = True):
+def make_cosine_length_reward(
+    tokenizer, max_len: int = STUDY_COMPLETION_TOKENS, scale: float = 5.0, penalize_wrong: bool = True
+):
     """The study's cosine length reward, bound to a tokenizer. Correctness is the study's strict test."""
 
     @never_raises
@@ -225,7 +229,7 @@ REWARD_SETS = {
 def build_rewards(
     reward_set: str,
     tokenizer=None,
-    cosine_max_length: int = 786,
+    cosine_max_length: int = STUDY_COMPLETION_TOKENS,
     cosine_scale: float = 5.0,
     correctness_weight: float | None = None,
 ) -> list[tuple]:

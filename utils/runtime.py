@@ -1,4 +1,5 @@
-"""The notebook runtime: detect Colab / Kaggle / local, install what is missing, import Unsloth before transformers.
+"""The runtime: detect Colab / Kaggle / local, install what is missing, import Unsloth before transformers; and what
+this machine can run: the precision, the processes torchrun or accelerate started.
 
 Imports nothing heavy at module level: it runs before the packages it installs.
 """
@@ -106,9 +107,29 @@ def persistent_run_root(keep_on_drive: bool = True, smoke: bool = False) -> str 
     return "/content/drive/MyDrive/grpo-math-kit/runs"
 
 
-def world_size() -> int:
-    """Processes started by torchrun or accelerate launch (1 otherwise), known before any process group starts."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def bf16_supported() -> bool:
+    """Native bf16 only: ``is_bf16_supported()`` says True on a T4 through slow emulation unless told otherwise."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def pick_dtype(precision: str = "auto"):
+    """The torch dtype for a config's ``precision``: bf16 where the GPU supports it natively, fp16 on older GPUs such
+    as the T4, fp32 on CPU; or as asked."""
+    import torch
+
+    if precision != "auto":
+        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    if not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if bf16_supported() else torch.float16
+
+
+def rank_and_processes() -> tuple[int, int]:
+    """This process's rank and the number of processes torchrun or accelerate launch started ((0, 1) otherwise), known
+    before any process group starts."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def process_state():

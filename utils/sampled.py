@@ -18,9 +18,9 @@ kept: text, reasoning and completion tokens, truncation, both graders' verdicts 
   naive across-question correlation. Each is given with and without truncated samples: a sample cut at the token
   limit is long and wrong by construction, so keeping it manufactures a negative effect.
 
-Every interval is a 95% percentile bootstrap **over questions** (samples of one question are not independent), 2,000
-resamples, seed 0. Correctness for the length analysis and majority vote is the numeric grader's (a number's value,
-not its formatting); pass@k is given under both graders.
+Every interval is a 95% percentile bootstrap **over questions** (samples of one question are not independent),
+``utils.stats.bootstrap_mean``. Correctness for the length analysis and majority vote is the numeric grader's (a
+number's value, not its formatting); pass@k is given under both graders.
 """
 
 import itertools
@@ -34,17 +34,16 @@ from tqdm.auto import tqdm
 
 from utils import runs
 from utils.data import build_eval_dataset, eval_set
-from utils.evaluate import Sampling, evaluation_identity, generate_completions, grade
-from utils.grading import GRADERS, answer_matches, numeric_answer
+from utils.generation import Sampling, evaluation_identity, generate_completions
+from utils.grading import GRADERS, answer_matches, grade, numeric_answer
 from utils.rewards import reasoning_length
-from utils.stats import format_interval, pearson_with_ci, t_interval
+from utils.stats import bootstrap_mean, format_interval, pearson_with_ci
 
-RESAMPLES = 2000
 MAX_SUBSETS = 200  # maj@k for k < K: every k-subset of the K samples when there are at most this many
 SAMPLED_VERSION = "1"  # bump when the sampling, the records or the metrics change
 
 
-def ks_for(samples: int) -> list[int]:
+def k_values(samples: int) -> list[int]:
     """1, 2, 4, ... up to ``samples`` (which is always included)."""
     return sorted({2**i for i in range(int(math.log2(samples)) + 1)} | {samples})
 
@@ -55,7 +54,7 @@ def sampling_for(cfg, seed: int | None = None) -> Sampling:
 
 
 def sampled_evaluate(
-    cfg, model, tokenizer, out_dir, backend=None, lora_path=None, eval_set_name="gsm8k", seed=None, progress=True
+    cfg, model, tokenizer, out_dir, loaded=None, lora_path=None, eval_set_name="gsm8k", seed=None, progress=True
 ) -> dict:
     """Answer the set's first ``cfg.sampled_eval_limit`` questions ``cfg.sampled_eval_k`` times each and write every
     sample and the summary to ``out_dir``. Resumable: questions already answered with the same identity (model,
@@ -67,7 +66,7 @@ def sampled_evaluate(
     dataset = build_eval_dataset(name, cfg.one_shot, cfg.data_dir, cfg.sampled_eval_limit)
     sampling = sampling_for(cfg, seed)
     identity = {
-        **evaluation_identity(cfg, backend, name, dataset),
+        **evaluation_identity(cfg, loaded, name, dataset),
         "decoding": sampling.describe(),
         "sampled_version": SAMPLED_VERSION,
     }
@@ -99,7 +98,7 @@ def sampled_evaluate(
             rows["prompt"],
             cfg.eval_max_new_tokens,
             cfg.eval_batch_size,
-            backend,
+            loaded,
             lora_path,
             progress=False,
             sampling=batch_sampling,
@@ -183,21 +182,12 @@ def per_question(records: pd.DataFrame, samples: int, seed: int = 0) -> pd.DataF
         for grader in GRADERS:
             correct = int(group[f"correct_{grader}"].sum())
             row[f"c_{grader}"] = correct
-            for k in ks_for(samples):
+            for k in k_values(samples):
                 row[f"pass@{k}_{grader}"] = pass_at_k(len(group), correct, k)
-        for k in ks_for(samples):
+        for k in k_values(samples):
             row[f"maj@{k}"] = majority_at_k(answers, right, k, rng)
         rows.append(row)
     return pd.DataFrame(rows).set_index("index")
-
-
-def bootstrap_over_questions(values, seed: int = 0) -> dict:
-    """Mean of per-question values with a 95% percentile bootstrap interval, resampling questions."""
-    values = np.asarray(values, float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(RESAMPLES, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(values.mean()), "ci95": [float(low), float(high)], "questions": len(values)}
 
 
 def sampled_metrics(records: pd.DataFrame, samples: int) -> dict:
@@ -206,11 +196,11 @@ def sampled_metrics(records: pd.DataFrame, samples: int) -> dict:
     metrics = {"questions": len(questions), "samples_per_question": samples, "samples": len(records)}
     for grader in GRADERS:
         metrics[f"pass_at_k_{grader}"] = {
-            str(k): bootstrap_over_questions(questions[f"pass@{k}_{grader}"]) for k in ks_for(samples)
+            str(k): bootstrap_mean(questions[f"pass@{k}_{grader}"]) for k in k_values(samples)
         }
-    metrics["maj_at_k"] = {str(k): bootstrap_over_questions(questions[f"maj@{k}"]) for k in ks_for(samples)}
-    metrics["never_solved"] = bootstrap_over_questions(questions["c_numeric"] == 0)
-    metrics["always_solved"] = bootstrap_over_questions(questions["c_numeric"] == questions["n"])
+    metrics["maj_at_k"] = {str(k): bootstrap_mean(questions[f"maj@{k}"]) for k in k_values(samples)}
+    metrics["never_solved"] = bootstrap_mean(questions["c_numeric"] == 0)
+    metrics["always_solved"] = bootstrap_mean(questions["c_numeric"] == questions["n"])
     metrics["length"] = {
         "all samples": length_effects(records),
         "without truncated samples": length_effects(records[~records["truncated"].astype(bool)]),
@@ -235,7 +225,7 @@ def length_effects(records: pd.DataFrame, grader: str = "numeric") -> dict:
     if len(differences) >= 2:
         nonzero = [d for d in differences if d != 0]
         result["within_question_difference"] = {
-            **bootstrap_over_questions(differences),
+            **bootstrap_mean(differences),
             "what": "mean reasoning tokens of correct minus wrong samples of the same question",
             "wilcoxon_p": float(wilcoxon(nonzero).pvalue) if nonzero else 1.0,
         }
@@ -277,11 +267,11 @@ def paired_pass_at_k(trained: pd.DataFrame, untrained: pd.DataFrame, samples: in
     a, b = per_question(untrained, samples), per_question(trained, samples)
     common = a.index.intersection(b.index)
     result = {"questions": len(common), "grader": grader}
-    for k in ks_for(samples):
-        result[f"pass@{k}"] = bootstrap_over_questions(
+    for k in k_values(samples):
+        result[f"pass@{k}"] = bootstrap_mean(
             b.loc[common, f"pass@{k}_{grader}"] - a.loc[common, f"pass@{k}_{grader}"]
         )
-        result[f"maj@{k}"] = bootstrap_over_questions(b.loc[common, f"maj@{k}"] - a.loc[common, f"maj@{k}"])
+        result[f"maj@{k}"] = bootstrap_mean(b.loc[common, f"maj@{k}"] - a.loc[common, f"maj@{k}"])
     return result
 
 
@@ -306,83 +296,9 @@ def paired_table(run_dir, baseline_dir, samples: int, eval_set_name="gsm8k", gra
             f"pass@k trained - untrained ({grader})": _interval(paired[f"pass@{k}"], 3),
             "maj@k trained - untrained": _interval(paired[f"maj@{k}"], 3),
         }
-        for k in ks_for(samples)
+        for k in k_values(samples)
     }
     return pd.DataFrame(rows).T.rename_axis(f"{paired['questions']} questions")
-
-
-def summaries_by_experiment(runs_root="runs", eval_set_name="gsm8k") -> dict[str, list[dict]]:
-    """Every finished sampled evaluation under ``runs_root``: each untrained baseline, and each experiment (grouped by
-    its config.json, as ``utils.analysis`` does) with one summary per seed."""
-    from utils.analysis import model_folders
-
-    found = {
-        label: [load_summary(folder, eval_set_name) for folder in folders]
-        for label, folders in model_folders(runs_root).items()
-    }
-    return {label: [s for s in summaries if s] for label, summaries in found.items() if any(summaries)}
-
-
-def _over_seeds(metrics: list[dict], digits: int = 3) -> str:
-    """One metric over seeds: the mean with a t-interval over seeds; with one seed, its bootstrap interval."""
-    if len(metrics) == 1:
-        return _interval(metrics[0], digits)
-    spread = t_interval([m["mean"] for m in metrics])
-    return format_interval(spread["mean"], spread["ci95"], digits)
-
-
-def experiments_table(runs_root="runs", eval_set_name="gsm8k") -> pd.DataFrame:
-    """Across experiments (and the untrained models): pass@1, pass@K and maj@K under the numeric grader, the never
-    and always solved shares, and whether longer reasoning goes with right answers within a question (without
-    truncated samples), each over seeds when there are several (t-interval over seeds; one seed: bootstrap over
-    questions)."""
-    rows = {}
-    for label, summaries in summaries_by_experiment(runs_root, eval_set_name).items():
-        k = str(summaries[0]["samples_per_question"])
-        lengths = [s["length"]["without truncated samples"] for s in summaries]
-        rows[label] = {
-            "seeds": len(summaries),
-            "questions x samples": f"{summaries[0]['questions']} x {k}",
-            "pass@1": _over_seeds([s["pass_at_k_numeric"]["1"] for s in summaries]),
-            f"pass@{k}": _over_seeds([s["pass_at_k_numeric"][k] for s in summaries]),
-            f"maj@{k}": _over_seeds([s["maj_at_k"][k] for s in summaries]),
-            "never solved": _over_seeds([s["never_solved"] for s in summaries]),
-            "always solved": _over_seeds([s["always_solved"] for s in summaries]),
-            "correct - wrong tokens, same question": _length_over_seeds(lengths, "within_question_difference", 1),
-            "odds ratio per SD (same question)": _length_over_seeds(lengths, "conditional_logit", 2),
-            "naive r across questions": _length_over_seeds(lengths, "across_questions_correlation", 2),
-        }
-    return pd.DataFrame(rows).T
-
-
-def _length_over_seeds(lengths: list[dict], measure: str, digits: int) -> str:
-    """A length measure over seeds; "-" when some seed had too few questions with right and wrong samples."""
-    value = {"conditional_logit": "odds_ratio_per_sd", "across_questions_correlation": "r"}.get(measure, "mean")
-    found = [x[measure] for x in lengths if measure in x and x[measure].get(value) == x[measure].get(value)]
-    if len(found) < len(lengths):
-        return "-"
-    return _over_seeds([{"mean": m[value], "ci95": m["ci95"]} for m in found], digits)
-
-
-def mean_curves(runs_root="runs", eval_set_name="gsm8k") -> dict[str, dict]:
-    """Per experiment (and untrained model), a pass@k curve to draw: the one seed's, or the mean over seeds."""
-    curves = {}
-    for label, summaries in summaries_by_experiment(runs_root, eval_set_name).items():
-        if len(summaries) == 1:
-            curves[label] = summaries[0]
-            continue
-        merged = {"samples_per_question": summaries[0]["samples_per_question"]}
-        for grader in GRADERS:
-            key = f"pass_at_k_{grader}"
-            merged[key] = {
-                k: {
-                    "mean": float(np.mean([s[key][k]["mean"] for s in summaries])),
-                    "ci95": t_interval([s[key][k]["mean"] for s in summaries])["ci95"],
-                }
-                for k in summaries[0][key]
-            }
-        curves[f"{label} ({len(summaries)} seeds)"] = merged
-    return curves
 
 
 def _interval(metric: dict, digits: int = 3) -> str:
@@ -444,83 +360,3 @@ def length_table(summaries: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_pass_at_k(summaries: dict[str, dict], grader: str = "numeric", ax=None):
-    """pass@k against k (log scale) per model: a trained curve above the untrained at k = 1 that meets or falls below
-    it at large k is sharpening, not new solving."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 4.2))
-    for i, (name, s) in enumerate(summaries.items()):
-        if not s:
-            continue
-        curve = s[f"pass_at_k_{grader}"]
-        ks = [int(k) for k in curve]
-        means = [curve[str(k)]["mean"] for k in ks]
-        low = [curve[str(k)]["ci95"][0] for k in ks]
-        high = [curve[str(k)]["ci95"][1] for k in ks]
-        ax.plot(ks, means, "o-", color="black" if name.startswith("untrained") else f"C{i}", label=name)
-        ax.fill_between(ks, low, high, alpha=0.15, color="black" if name.startswith("untrained") else f"C{i}")
-    ax.set_xscale("log", base=2)
-    ax.set(
-        xlabel="k (samples)",
-        ylabel=f"pass@k ({grader} grader)",
-        ylim=(0, 1),
-        title="pass@k, 95% bootstrap over questions",
-    )
-    ax.legend(fontsize=8)
-    return ax
-
-
-def plot_length_bins(records: pd.DataFrame, bins: int = 4, grader: str = "numeric", axes=None):
-    """Accuracy against reasoning length: within question (samples binned by their length's z-score among the same
-    question's samples, questions with right and wrong samples) beside the naive curve (samples binned by raw
-    length). Truncated samples left out."""
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    kept = records[~records["truncated"].astype(bool)].copy()
-    kept["correct"] = kept[f"correct_{grader}"].astype(float)
-    groups = kept.groupby("index")
-    mixed = kept[groups["correct"].transform(lambda c: 0 < c.sum() < len(c)).astype(bool)].copy()
-    if len(mixed):
-        spread = mixed.groupby("index")["reasoning_tokens"].transform("std").replace(0, np.nan)
-        mixed["z"] = (
-            mixed["reasoning_tokens"] - mixed.groupby("index")["reasoning_tokens"].transform("mean")
-        ) / spread
-        mixed = mixed.dropna(subset=["z"])
-        within = mixed.groupby(pd.qcut(mixed["z"], bins, duplicates="drop"), observed=True)["correct"].mean()
-        axes[0].plot(range(len(within)), within.values, "o-")
-        axes[0].set_xticks(range(len(within)), [f"{iv.left:.1f}..{iv.right:.1f}" for iv in within.index], fontsize=7)
-    axes[0].set(
-        title="within question: z-score of length", xlabel="length, SDs from the question's mean", ylabel="accuracy"
-    )
-    naive = kept.groupby(pd.qcut(kept["reasoning_tokens"], bins, duplicates="drop"), observed=True)["correct"].mean()
-    axes[1].plot(range(len(naive)), naive.values, "o-", color="grey")
-    axes[1].set_xticks(range(len(naive)), [f"{iv.left:.0f}..{iv.right:.0f}" for iv in naive.index], fontsize=7)
-    axes[1].set(title="naive, across questions: raw length", xlabel="reasoning tokens", ylabel="accuracy")
-    for ax in axes:
-        ax.set_ylim(0, 1)
-    return axes
-
-
-# An assumption, not a measurement, as for the greedy evaluation (utils.evaluate): one decoding step of a batch of 64
-# sequences of the 0.5B model on a T4 takes about 25 ms, and each batch runs to the token limit.
-def sampled_minutes_estimate(cfg) -> dict:
-    """Estimated T4 minutes of one model's sampled evaluation, with the arithmetic."""
-    from utils.data import EVAL_SETS
-    from utils.evaluate import ASSUMED_T4_SECONDS_PER_DECODE_STEP
-
-    questions = min(cfg.sampled_eval_limit or EVAL_SETS["gsm8k"].size, EVAL_SETS["gsm8k"].size)
-    per_batch = max(1, cfg.eval_batch_size // cfg.sampled_eval_k)
-    batches = -(-questions // per_batch)
-    minutes = batches * cfg.eval_max_new_tokens * ASSUMED_T4_SECONDS_PER_DECODE_STEP / 60
-    return {
-        "questions": questions,
-        "samples": questions * cfg.sampled_eval_k,
-        "minutes": minutes,
-        "arithmetic": f"{questions} questions x {cfg.sampled_eval_k} samples in batches of {per_batch} questions "
-        f"({per_batch * cfg.sampled_eval_k} sequences): {batches} batches x {cfg.eval_max_new_tokens} decoding steps "
-        f"x {ASSUMED_T4_SECONDS_PER_DECODE_STEP * 1000:.0f} ms = {minutes:.0f} min",
-    }

@@ -1,4 +1,4 @@
-"""Small statistics for honest numbers: intervals, a paired test, bootstraps (plain and for autocorrelated series)."""
+"""Small statistics for honest numbers: intervals, paired tests, bootstraps (plain and for autocorrelated series)."""
 
 import math
 
@@ -32,20 +32,14 @@ def mcnemar_exact(a_correct, b_correct) -> dict:
     return {"n": int(a.size), "only_a_correct": only_a, "only_b_correct": only_b, "p_value": p}
 
 
-def bootstrap_mean_difference(x, y, paired: bool = True, n_resamples: int = 10_000, seed: int = 0) -> dict:
-    """Mean of x minus mean of y with a 95% percentile bootstrap interval (independent observations)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
+def bootstrap_mean(values, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Mean of independent values with a 95% percentile bootstrap interval. For two runs on the same questions, pass
+    the per-question differences: the bootstrap then resamples questions, the unit that is independent."""
+    values = np.asarray(values, float)
     rng = np.random.default_rng(seed)
-    if paired:
-        if x.shape != y.shape:
-            raise ValueError("A paired bootstrap needs values for the same questions in both runs.")
-        diffs = x - y
-        samples = diffs[rng.integers(0, len(diffs), size=(n_resamples, len(diffs)))].mean(axis=1)
-    else:
-        resample_x = x[rng.integers(0, len(x), (n_resamples, len(x)))].mean(1)
-        samples = resample_x - y[rng.integers(0, len(y), (n_resamples, len(y)))].mean(1)
-    low, high = np.percentile(samples, [2.5, 97.5])
-    return {"difference": float(x.mean() - y.mean()), "ci95": (float(low), float(high)), "n_resamples": n_resamples}
+    means = values[rng.integers(0, len(values), size=(n_resamples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(values.mean()), "ci95": [float(low), float(high)], "n": len(values)}
 
 
 def politis_white_block_length(series) -> int:

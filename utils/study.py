@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from utils.analysis import RAMP_STEPS, between, mean_over_seeds, plot_comparison
-from utils.logs import load_run_logs, tidy_logs
+from utils.logs import METRIC_LABELS, mean_over_seeds, tidy_logs
 from utils.stats import format_interval, paired_block_bootstrap, pearson_with_ci
 
-STUDY_LOGS = Path(__file__).resolve().parent / "assets" / "study_logs.csv"
+STUDY_LOGS = Path(__file__).resolve().parent / "assets" / "study_logs.csv"  # from its TensorBoard logs (study_logs.md)
+RAMP_STEPS = 400  # learning-rate warm-up (~187 steps) and the fast early rise of accuracy and format
 
 
 # The study's runs and what each is, read from their logged arguments and reward columns.
@@ -47,23 +47,7 @@ STUDY_PAIRS = [("Exp2", "Exp4"), ("Exp2", "Exp3"), ("Exp4", "Exp3")]
 STUDY_CHART_STEPS = 1418  # the study's charts stop where its cosine run stopped
 
 
-KEEP_COLUMNS = ["loss", "kl", "reward", "reward_std", "grad_norm", "learning_rate"]
-
-
 METRICS = ("completion_length", "accuracy")
-
-
-def convert_study_logs(seed_runs_dir, out_csv=STUDY_LOGS) -> pd.DataFrame:
-    """The study's TensorBoard logs -> one small CSV (``run`` column) committed with the kit."""
-    frames = []
-    for run in STUDY_RUNS:
-        df = load_run_logs(Path(seed_runs_dir) / run)
-        reward_columns = [c for c in df.columns if c.endswith("_func")]
-        columns = ["step", "completion_length", *reward_columns, *[c for c in KEEP_COLUMNS if c in df]]
-        frames.append(df[columns].assign(run=run))
-    combined = pd.concat(frames, ignore_index=True)
-    combined.to_csv(out_csv, index=False, float_format="%.6g")
-    return combined
 
 
 def load_study_runs(csv=STUDY_LOGS) -> dict[str, pd.DataFrame]:
@@ -78,23 +62,8 @@ def study_experiments(study: dict) -> dict[str, pd.DataFrame]:
     return {exp: study[run] for exp, run in STUDY_EXPERIMENTS.items()}
 
 
-def summary_table(logs: dict[str, pd.DataFrame], max_step: int | None = None) -> pd.DataFrame:
-    """Per run: steps, and mean completion length and training-batch accuracy over all steps and after the ramp."""
-    rows = []
-    for name, df in logs.items():
-        df = df[df["step"] <= max_step] if max_step else df
-        late = df[df["step"] > RAMP_STEPS]
-        rows.append(
-            {
-                "run": name,
-                "steps": int(df["step"].max()),
-                "mean_length": df["completion_length"].mean(),
-                "mean_accuracy": df["accuracy"].mean(),
-                f"length_after_{RAMP_STEPS}": late["completion_length"].mean(),
-                f"accuracy_after_{RAMP_STEPS}": late["accuracy"].mean(),
-            }
-        )
-    return pd.DataFrame(rows).set_index("run")
+def steps_between(df: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
+    return df[(df["step"] >= first) & (df["step"] <= last)]
 
 
 def pair_windows(last_step: int) -> list[tuple[int, int]]:
@@ -107,7 +76,7 @@ def compare_pair(a: pd.DataFrame, b: pd.DataFrame, last_step: int, seed: int = 0
     merged = a[["step", *METRICS]].merge(b[["step", *METRICS]], on="step", suffixes=("_a", "_b"))
     rows = []
     for first, last in pair_windows(last_step):
-        window = between(merged, first, last).dropna()
+        window = steps_between(merged, first, last).dropna()
         result = paired_block_bootstrap({m: window[f"{m}_b"] - window[f"{m}_a"] for m in METRICS}, seed=seed)
         rows.append({"steps": f"{first}-{last}", "first_step": first, "last_step": last, **result})
     return rows
@@ -120,7 +89,7 @@ def study_comparison(study: dict, seed: int = 0) -> dict:
     summaries = {}
     for exp, df in experiments.items():
         last = min(int(df["step"].max()), STUDY_CHART_STEPS)
-        df = between(df, 1, last)
+        df = steps_between(df, 1, last)
         summaries[exp] = {
             "run": STUDY_EXPERIMENTS[exp],
             "what": STUDY_RUNS[STUDY_EXPERIMENTS[exp]],
@@ -138,7 +107,8 @@ def study_comparison(study: dict, seed: int = 0) -> dict:
                 "difference": f"{b} - {a}",
                 "last_step": last,
                 "means_steps_1_to_last": {
-                    exp: {m: float(between(experiments[exp], 1, last)[m].mean()) for m in METRICS} for exp in (a, b)
+                    exp: {m: float(steps_between(experiments[exp], 1, last)[m].mean()) for m in METRICS}
+                    for exp in (a, b)
                 },
                 "windows": compare_pair(experiments[a], experiments[b], last, seed),
             }
@@ -262,6 +232,55 @@ def length_accuracy_table(logs: dict[str, pd.DataFrame], max_step: int | None = 
             f"n_after_{RAMP_STEPS}": late["n"],
         }
     return pd.DataFrame(rows).T
+
+
+def plot_comparison(
+    curves: dict[str, pd.DataFrame],
+    metric: str,
+    window: int = 20,
+    max_step: int | None = None,
+    ax=None,
+    title=None,
+    linestyle="-",
+    colour_offset: int = 0,
+):
+    """Each run's ``metric`` as a trailing rolling mean over ``window`` steps, with its mean after the ramp dashed.
+    The y-axis starts at 0, so a gap looks as large as it is."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 5.5))
+    palette = sns.color_palette("tab10")
+    for i, (name, df) in enumerate(curves.items()):
+        df = df[df["step"] <= max_step] if max_step else df
+        colour = palette[(i + colour_offset) % len(palette)]
+        ax.plot(
+            df["step"],
+            df[metric].rolling(window, min_periods=1).mean(),
+            color=colour,
+            lw=1.4,
+            ls=linestyle,
+            label=name,
+        )
+        late = df[df["step"] > RAMP_STEPS]
+        if len(late):
+            mean = late[metric].mean()
+            ax.hlines(
+                mean,
+                late["step"].min(),
+                late["step"].max(),
+                color=colour,
+                ls="--",
+                lw=1.1,
+                label=f"{name}: mean of steps {RAMP_STEPS + 1}-{int(late['step'].max())} = {mean:.3g}",
+            )
+    label = METRIC_LABELS.get(metric, metric)
+    ax.set(xlabel="step", ylabel=label, title=title or f"{label}, rolling mean over {window} steps")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.4)
+    ax.legend(fontsize=8)
+    return ax
 
 
 def draw_study_chart(study: dict, kit: dict, metric: str, window: int = 50, max_step: int | None = STUDY_CHART_STEPS):

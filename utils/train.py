@@ -1,12 +1,15 @@
-"""GRPO training with TRL's GRPOTrainer, writing a self-describing, resumable run folder (see ``utils.runs``).
-
-The command line runs one experiment exactly as its notebook does (config, reward set, reward checks, baseline,
-training with resume, evaluation on every set), on one process or several:
+"""One experiment, start to finish, as its notebook runs it: config and data checks, the reward set and its checks,
+the untrained baseline, training with resume, evaluation on every set; several seeds in turn or one per device; and
+the command line, on one process or several:
 
     python -m utils.train exp2_oneshot [--smoke] [--set KEY=VALUE ...] [--no-eval] [--seeds 42 43 44]
     python -m utils.train exp2_oneshot --seeds 42 43 --devices 0 1     # one seed per GPU, at once
     torchrun --nproc_per_node 2 -m utils.train exp2_oneshot --set precision=fp16
     accelerate launch --config_file utils/accelerate/zero2.yaml -m utils.train exp4_cosine_no_penalty
+
+``--devices`` is not data parallelism: ``torchrun --nproc_per_node N`` trains one run with its batch split over N
+processes (the same run, faster, transformers + PEFT only), while ``--devices`` trains independent runs at once, each
+an ordinary process that sees one device (so on a GPU it can use Unsloth) and writes ``<run folder>/console.log``.
 """
 
 if __name__ == "__main__":  # the command line: Unsloth must be imported before transformers to patch it
@@ -16,417 +19,110 @@ if __name__ == "__main__":  # the command line: Unsloth must be imported before 
 
 import argparse
 import dataclasses
-import inspect
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
 
-from utils import runs
-from utils.callbacks import (
-    BatchGrader,
-    HeldOutProbe,
-    LiveView,
-    StepLogger,
-    StopOnNonFinite,
-    count_non_finite,
-    quiet_progress,
-)
-from utils.data import build_dataset
-from utils.experiments import ExperimentConfig, trains, with_absent_fields
-from utils.grading import GRADERS
-from utils.model import explain_out_of_memory, pick_dtype
-from utils.rewards import reward_name, split_rewards
-from utils.runtime import process_state, world_size
+from utils import REPO_ROOT, runs
+from utils.checks import annotation_arms, closest, describe_type
+from utils.config import EXPERIMENTS, ExperimentConfig
+from utils.data import build_eval_dataset
+from utils.evaluate import evaluate, evaluate_all, evaluated_sets, questions_limit, summaries_table
+from utils.experiments import baseline_dir, make_config
+from utils.generation import evaluation_identity, generate_completions
+from utils.grading import extract_xml_answer
+from utils.harness import harness_evaluate
+from utils.model import load_model, load_tokenizer
+from utils.prompts import build_prompt
+from utils.reward_lab import check_reward_funcs, reward_table, training_rows
+from utils.rewards import build_rewards
+from utils.runtime import process_state, rank_and_processes
+from utils.sampled import sampled_evaluate
+from utils.trainer import train
 
 
-def reward_record(func, weight: float) -> dict:
-    """Name, weight and source of a reward function, so a run folder says exactly what it was trained on."""
-    try:
-        source = inspect.getsource(func)
-    except (OSError, TypeError):
-        source = None
-    return {"name": reward_name(func), "weight": weight, "module": getattr(func, "__module__", None), "source": source}
+def in_one_process(evaluation, what: str, *args, **kwargs) -> dict:
+    """``evaluation(*args, **kwargs)`` where it can run: the sampled and lm-evaluation-harness evaluations generate in
+    one process, so under torchrun they are skipped with a message (run the experiment on one process for them)."""
+    if rank_and_processes()[1] > 1:
+        print(f"The {what} evaluation runs in one process: skipped under torchrun.")
+        return {}
+    return evaluation(*args, **kwargs)
 
 
-def grpo_arguments(cfg: ExperimentConfig, output_dir, backend=None, reward_weights: list[float] | None = None) -> dict:
-    """The ``GRPOConfig`` arguments the kit sets, from the experiment config (see ExperimentConfig.prompts_per_step).
-
-    Every argument whose default differs between TRL and Unsloth's generated subclass (which ``trl.GRPOConfig`` is
-    after ``import unsloth``) is passed explicitly, so both train what the study trained. Mixed precision follows the
-    dtype the model was loaded in. With N processes (torchrun / accelerate) each accumulates prompts_per_step / N
-    prompts, so an optimizer step still sees prompts_per_step prompts.
-    """
-    dtype = str(pick_dtype(cfg.precision)).replace("torch.", "") if backend is None else backend.dtype
-    generation_kwargs = {}
-    if cfg.min_completion_length:
-        key = "min_tokens" if backend is not None and backend.fast_inference else "min_new_tokens"  # vLLM's name
-        generation_kwargs[key] = cfg.min_completion_length
-    return dict(
-        output_dir=str(output_dir),
-        learning_rate=cfg.learning_rate,
-        optim=cfg.optim,
-        adam_beta1=cfg.adam_beta1,
-        adam_beta2=cfg.adam_beta2,
-        adam_epsilon=1e-8,
-        weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        max_grad_norm=cfg.max_grad_norm,
-        **batch_mapping(cfg),
-        num_generations=cfg.num_generations,
-        max_completion_length=cfg.max_completion_length,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        beta=cfg.beta,
-        temperature=cfg.temperature,
-        top_p=1.0,
-        top_k=cfg.top_k,
-        repetition_penalty=1.0,
-        loss_type=cfg.loss_type,
-        seed=cfg.seed,
-        logging_steps=cfg.logging_steps,
-        logging_nan_inf_filter=False,  # a NaN loss must show, not be averaged away
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        torch_empty_cache_steps=None,
-        bf16=dtype == "bfloat16",
-        fp16=dtype == "float16",
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        generation_kwargs=generation_kwargs,
-        reward_weights=reward_weights,
-        report_to=cfg.report_to,
-        disable_tqdm=False,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        use_cpu=not torch.cuda.is_available(),  # also what makes torchrun on CPU data-parallel (gloo)
-    )
-
-
-# Kit-set GRPOConfig arguments that come from a config field of another name (the rest share the field's name, or
-# are fixed by the kit for every run).
-SET_THROUGH = {
-    "output_dir": "run_root (checkpoints go to <run folder>/checkpoints, where a rerun resumes)",
-    "per_device_train_batch_size": "num_generations and prompts_per_step",
-    "gradient_accumulation_steps": "prompts_per_step",
-    "warmup_steps": "warmup_ratio",
-    "bf16": "precision",
-    "fp16": "precision",
-    "generation_kwargs": "min_completion_length",
-    "reward_weights": "the weights in the reward cell ((function, weight) pairs)",
-}
-
-
-def kit_set_trl_args(cfg: ExperimentConfig) -> list[str]:
-    """What is wrong with ``cfg.trl_args`` naming an argument the kit sets: each with the field to set instead, so
-    that config.json always says what ran."""
-    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    kit = grpo_arguments(cfg, output_dir=".")
-    problems = []
-    for name in sorted(set(cfg.trl_args) & set(kit)):
-        if name in SET_THROUGH:
-            problems.append(f"trl_args[{name!r}]: set {SET_THROUGH[name]} instead")
-        elif name in fields:
-            problems.append(f"trl_args[{name!r}]: set the config field {name} instead")
+def evaluate_baseline(cfg, model, tokenizer, loaded=None) -> dict:
+    """Evaluate the untrained model with the experiment's prompt on every evaluated set, sampled on GSM8K and through
+    lm-evaluation-harness: the numbers training must beat. A set already evaluated with the same identity
+    (``evaluation_identity``: model, questions, prompt, decoding, engine, ...) is reused; anything else is evaluated
+    again. Call it before training (a fresh LoRA adapter leaves the model unchanged). Returns the greedy summaries."""
+    out_dir = baseline_dir(cfg)
+    summaries = {}
+    for name in evaluated_sets(cfg):
+        path = out_dir / runs.eval_files(name)[1]
+        saved = runs.read_json(path) if path.exists() else {}
+        dataset = build_eval_dataset(name, cfg.one_shot, cfg.data_dir, questions_limit(cfg, name))
+        if saved.get("identity") == evaluation_identity(cfg, loaded, name, dataset):
+            print(f"Baseline on {name} already evaluated in {out_dir}.")
+            summaries[name] = saved
         else:
-            problems.append(f"trl_args[{name!r}]: fixed by the kit for every run (to {kit[name]!r})")
-    return problems
+            summaries[name] = evaluate(cfg, model, tokenizer, out_dir, loaded, eval_set_name=name)
+    # one sampling seed for the untrained model, shared by every run that starts from it
+    in_one_process(sampled_evaluate, "sampled", cfg, model, tokenizer, out_dir, loaded, seed=0)
+    in_one_process(harness_evaluate, "lm-evaluation-harness", cfg, model, tokenizer, out_dir, loaded, reuse=True)
+    return summaries
 
 
-def grpo_config(cfg: ExperimentConfig, output_dir, backend=None, reward_weights: list[float] | None = None):
-    """TRL's GRPOConfig: the kit's arguments (``grpo_arguments``) and ``cfg.trl_args``, which may only name arguments
-    the kit does not set (``make_config`` refuses the others), so config.json says what ran."""
-    from trl import GRPOConfig
-
-    return GRPOConfig(**grpo_arguments(cfg, output_dir, backend, reward_weights), **cfg.trl_args)
-
-
-def batch_mapping(cfg: ExperimentConfig) -> dict:
-    """Per process: one prompt's completions per micro-batch, and the share of the step's prompts to accumulate."""
-    processes = world_size()
-    if cfg.prompts_per_step % processes:
-        raise ValueError(
-            f"prompts_per_step={cfg.prompts_per_step} cannot be split over {processes} processes: use a number of "
-            "processes that divides it (the study's 4 prompts per step: 1, 2 or 4)."
-        )
+def evaluate_trained(cfg, model, tokenizer, run_dir, loaded=None) -> dict:
+    """The trained model on every evaluated set (greedy), sampled on GSM8K and through lm-evaluation-harness; returns
+    the three results by kind."""
+    adapter = Path(run_dir) / runs.ADAPTER
     return {
-        "per_device_train_batch_size": cfg.num_generations,
-        "gradient_accumulation_steps": cfg.prompts_per_step // processes,
+        "greedy": evaluate_all(cfg, model, tokenizer, run_dir, loaded, adapter),
+        "sampled": in_one_process(sampled_evaluate, "sampled", cfg, model, tokenizer, run_dir, loaded, adapter),
+        "harness": in_one_process(harness_evaluate, "lm-evaluation-harness", cfg, model, tokenizer, run_dir, loaded),
     }
 
 
-def mixed_precision(args) -> str:
-    """The mixed precision a built GRPOConfig trains in."""
-    return "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
-
-
-def what_reached_trl(args) -> dict:
-    """The batch, precision and every argument as the built GRPOConfig holds them: the record, not a recomputation."""
-    return {
-        "batch": {
-            "world_size": args.world_size,
-            "per_device_train_batch_size": args.per_device_train_batch_size,
-            "gradient_accumulation_steps": args.gradient_accumulation_steps,
-            "num_generations": args.num_generations,
-            "completions_per_step": args.per_device_train_batch_size
-            * args.gradient_accumulation_steps
-            * args.world_size,
-        },
-        "mixed_precision": mixed_precision(args),
-        "grpo_config": args.to_dict(),
-    }
-
-
-def check_resumable(cfg: ExperimentConfig, records: list[dict], run_dir: Path) -> None:
-    """Refuse to resume a run folder trained with another config or other rewards (a config saved by an older kit
-    reads its missing fields as what that kit ran with)."""
-    saved = with_absent_fields(runs.read_json(run_dir / runs.CONFIG))
-    changes = [
-        f"{f.name}: {saved.get(f.name)!r} -> {getattr(cfg, f.name)!r}"
-        for f in dataclasses.fields(cfg)
-        if trains(f) and saved.get(f.name) != getattr(cfg, f.name)
-    ]
-    if (run_dir / runs.REWARDS).is_file():
-        before = {r["name"]: r for r in runs.read_json(run_dir / runs.REWARDS)}
-        after = {r["name"]: r for r in records}
-        changes += [f"reward {name} removed" for name in before.keys() - after.keys()]
-        changes += [f"reward {name} added" for name in after.keys() - before.keys()]
-        changes += [
-            f"reward {name} changed ({', '.join(k for k in ('weight', 'source') if before[name][k] != r[k])})"
-            for name, r in after.items()
-            if name in before and (before[name]["weight"], before[name]["source"]) != (r["weight"], r["source"])
-        ]
-    if changes:
-        raise ValueError(
-            f"{run_dir} holds a run trained differently ({'; '.join(changes)}), so it cannot be resumed. To start a "
-            "new run, write it elsewhere (RUN_ROOT in the notebook, run_root in code) or delete that folder."
-        )
-
-
-def check_no_rows_lost(run_dir: Path, resume_step: int, save_steps: int) -> None:
-    """Refuse a rerun that would discard steps a checkpoint should hold: rows after the resumed step are redone only
-    when they are the few an interrupted save interval explains, never when the checkpoints are gone."""
-    logged = max((row.get("step") or 0 for row in runs.read_rows(run_dir / runs.LOG)), default=0)
-    if logged > resume_step + save_steps:
-        where = f"checkpoint-{resume_step}" if resume_step else "no complete checkpoint"
-        raise ValueError(
-            f"{run_dir} logged {logged} steps, but {run_dir / runs.CHECKPOINTS} has {where}: training again would "
-            f"restart at step {resume_step} and drop the rows of steps {resume_step + 1}-{logged}. Put the "
-            "checkpoints back, or start a new run elsewhere (another RUN_ROOT), or delete the run folder."
-        )
-
-
-def check_enough_prompts(cfg: ExperimentConfig, dataset) -> None:
-    """A run that could not make one optimizer step is an error, not a run that 'finished' at step 0."""
-    if len(dataset) < cfg.prompts_per_step:
-        raise ValueError(
-            f"Only {len(dataset)} training prompts are left (train_limit={cfg.train_limit}, prompts longer than "
-            f"max_prompt_length={cfg.max_prompt_length} tokens dropped), and one optimizer step takes "
-            f"prompts_per_step={cfg.prompts_per_step}. Raise train_limit or max_prompt_length, or check the data."
-        )
-
-
-def use_untrained_model_as_reference(trainer) -> None:
-    """The KL reference is the untrained model on every path: the base with the adapter disabled.
-
-    The kit adds its LoRA before training (Unsloth requires it, and the other path does the same so a notebook holds
-    the same model either way). TRL 1.14 reads a ``PeftModel`` passed without ``peft_config`` as a *pretrained*
-    adapter and keeps a frozen copy of it, ``ref``, as the reference. The kit's adapter is always new, so that copy
-    equals the base model; Unsloth's trainer never makes it, and TRL's own ``peft_config`` path disables the adapter
-    instead. Worse, the copy is saved as ``checkpoint-*/ref/``, and transformers then resumes only sub-folder
-    adapters, never the trained one at the checkpoint's root (huggingface/transformers#30478, whose fix #30505 assumes
-    every adapter is in a sub-folder): a resumed run would restart from an untrained adapter. So the copy goes.
-    """
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if "ref" in getattr(model, "peft_config", {}):
-        model.delete_adapter("ref")
-
-
-def resumable(trainer_class):
-    """The trainer, resuming every checkpoint this kit wrote: those of kit versions before 2026-12 also hold the
-    ``ref/`` copy (see ``use_untrained_model_as_reference``), beside which transformers would not load the trained
-    adapter; and under torchrun on CPUs (gloo) transformers loads the optimizer onto args.device, ``cpu:0``, which
-    ``torch.load`` cannot map to."""
-
-    class ResumableGRPOTrainer(trainer_class):
-        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-            model = model if model is not None else self.model
-            if (Path(resume_from_checkpoint) / "ref").is_dir() and hasattr(model, "load_adapter"):
-                model.load_adapter(resume_from_checkpoint, "default", is_trainable=True)
-                return
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
-
-        def _load_optimizer_and_scheduler(self, checkpoint):
-            if checkpoint is None or torch.cuda.is_available() or world_size() == 1:
-                return super()._load_optimizer_and_scheduler(checkpoint)
-            self.optimizer.load_state_dict(
-                torch.load(Path(checkpoint) / "optimizer.pt", map_location="cpu", weights_only=True)
-            )
-            self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
-
-    return ResumableGRPOTrainer
-
-
-def _on_main_then_everywhere(state, action) -> None:
-    """Run ``action`` on the main process; if it raises, raise the same error on every process (a lone failure would
-    leave the others waiting at the next barrier)."""
-    error = None
-    if state.is_main_process:
-        try:
-            action()
-        except Exception as exc:  # re-raised below, on every process
-            error = exc
-    if state.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        error = broadcast_object_list([error])[0]
-    if error is not None:
-        raise error
-
-
-def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, backend=None, live_view=None) -> Path:
-    """Train with GRPO on ``rewards`` (``(function, weight)`` pairs, or functions of weight 1.0), resuming from the
-    run folder's last complete checkpoint if there is one; a finished run reloads its final weights instead. One
-    trainer per run folder at a time (``runs.TrainingLock``). In a notebook the curves are redrawn every
-    ``cfg.live_every`` steps (``live_view`` replaces the notebook display). Returns the run folder."""
-    cfg.validate()
-    funcs, weights = split_rewards(rewards)
-    records = [reward_record(f, w) for f, w in zip(funcs, weights)]
-    state = process_state()
-    lock = runs.TrainingLock(cfg.run_dir)
-    _on_main_then_everywhere(state, lock.acquire)
-    try:
-        return _train(cfg, model, tokenizer, funcs, weights, records, backend, live_view, state)
-    finally:
-        if state.is_main_process:
-            lock.release()
-
-
-def _train(cfg, model, tokenizer, funcs, weights, records, backend, live_view, state) -> Path:
-    from trl import GRPOTrainer
-
-    run_dir, main = cfg.run_dir, state.is_main_process
-    checkpoints = run_dir / runs.CHECKPOINTS
-    if (run_dir / runs.CONFIG).exists():
-        check_resumable(cfg, records, run_dir)
-    last_checkpoint = runs.last_complete_checkpoint(checkpoints, report=main)
-    resume_step = runs.checkpoint_step(last_checkpoint) if last_checkpoint else 0
-    check_no_rows_lost(run_dir, resume_step, cfg.save_steps)
-    dataset = build_dataset("train", cfg.one_shot, cfg.data_dir, cfg.train_limit, tokenizer, cfg.max_prompt_length)
-    check_enough_prompts(cfg, dataset)
-    state.wait_for_everyone()  # every process has read the run folder before the first one rewrites it
-    log_path, probe_path, samples_path = run_dir / runs.LOG, run_dir / runs.PROBE, run_dir / runs.COMPLETIONS
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(run_dir / runs.CONFIG)
-        runs.write_json(run_dir / runs.ENVIRONMENT, runs.environment_info(backend and backend.to_dict(), cfg.seed))
-        runs.write_json(run_dir / runs.REWARDS, records)
-        for path in (log_path, probe_path, samples_path):
-            runs.truncate_rows(path, resume_step)
-        if last_checkpoint:
-            print(f"Resuming from {last_checkpoint} (step {resume_step}).")
-
-    graders = [BatchGrader(name, samples_path if name == "strict" and main else None) for name in GRADERS]
-    args = grpo_config(cfg, checkpoints, backend, reward_weights=weights + [0.0] * len(graders))
-    callbacks = [StopOnNonFinite(cfg, checkpoints, [reward_name(f) for f in funcs]), StepLogger(log_path)]
-    if cfg.probe_every and cfg.probe_size:
-        callbacks.append(HeldOutProbe(cfg, tokenizer, backend, probe_path))
-    if cfg.live_every and main:
-        callbacks.append(LiveView(run_dir, cfg.live_every, show=live_view))
-    trainer = resumable(GRPOTrainer)(
-        model=model,
-        reward_funcs=[count_non_finite(f) for f in funcs] + graders,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=callbacks,
+def ask(cfg, model, tokenizer, question: str, rewards=(), gold: str | None = None, loaded=None, lora_path=None):
+    """Ask the model any question with the experiment's prompt (greedy): prints its reasoning and answer and returns
+    what each reward gives the completion (scored against ``gold`` when given)."""
+    prompt = build_prompt(question, cfg.one_shot)
+    [(text, tokens, truncated)] = generate_completions(
+        model, tokenizer, [prompt], cfg.eval_max_new_tokens, 1, loaded, lora_path, progress=False
     )
-    use_untrained_model_as_reference(trainer)
-    quiet_progress(trainer)
-    if last_checkpoint and runs.finished(last_checkpoint):  # resuming there would train one step past the end
-        print(f"{run_dir} finished training at step {resume_step}: loading its weights instead of training.")
-        trainer._load_from_checkpoint(str(last_checkpoint))
-    else:
-        with explain_out_of_memory(cfg, "training", backend):
-            trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
-    trainer.save_model(str(run_dir / (runs.ADAPTER if cfg.lora_rank else runs.FULL_MODEL)))
-    if main:
-        environment = runs.read_json(run_dir / runs.ENVIRONMENT)
-        runs.write_json(
-            run_dir / runs.ENVIRONMENT,
-            {**environment, **what_reached_trl(args), "trainer": what_ran(trainer, GRPOTrainer)},
-        )
-    return run_dir
-
-
-def what_ran(trainer, trainer_class) -> dict:
-    """The trainer class, optimizer and attention that actually ran (Unsloth patches all three when imported first;
-    ``trainer_class`` is what ``trl.GRPOTrainer`` was, before the kit's ``resumable`` subclass)."""
-    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps the optimizer
-    return {
-        "trainer_class": f"{trainer_class.__module__}.{trainer_class.__name__}",
-        "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__name__}" if optimizer is not None else None,
-        "optim": trainer.args.optim,
-        "attention": getattr(trainer.model.config, "_attn_implementation", None),
-        "mixed_precision": mixed_precision(trainer.args),
-    }
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` strings as config overrides, each value read as its field's declared type (``--set
-    one_shot=false``, ``--set ood_eval_limit=null``, ``--set trl_args='{"epsilon": 0.3}'``)."""
-    from utils.experiments import closest, parse_setting
-
-    fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
-    overrides = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}.")
-        if key not in fields:
-            hint = f" (did you mean {close!r}?)" if (close := closest(key, fields)) else ""
-            raise SystemExit(f"--set: unknown config field {key!r}{hint}; see --help for every field.")
-        try:
-            overrides[key] = parse_setting(fields[key], text)
-        except ValueError as error:
-            raise SystemExit(str(error)) from None
-    return overrides
+    reasoning = text.split("<answer>")[0].replace("<reasoning>", "").replace("</reasoning>", "").strip()
+    print(f"reasoning ({tokens} tokens{', cut at the limit' if truncated else ''}):\n{reasoning}\n")
+    print(f"answer: {extract_xml_answer(text)!r}" + (f"   gold: {gold!r}" if gold is not None else ""))
+    item = {"label": "your question", "question": question, "answer": "" if gold is None else str(gold)}
+    return reward_table(list(rewards), [{**item, "completion": text}], one_shot=cfg.one_shot) if rewards else None
 
 
 def train_and_evaluate(
     cfg: ExperimentConfig, rewards: list, seed: int | None = None, baseline: bool = True, evaluate_runs: bool = True
 ) -> Path:
     """One seed of an experiment, as its notebook runs it: a fresh model, the untrained baseline (reused when already
-    evaluated for this base model and prompt), training (resuming), evaluation on every set and sampled on GSM8K.
-    ``seed`` replaces the config's. The model is freed at the end, so seeds can follow one another. Returns the run
-    folder."""
-    import gc
-
-    from utils.evaluate import (
-        baseline_dir,
-        evaluate_all,
-        evaluate_baseline,
-        harness_evaluate,
-        sampled_evaluation,
-        summaries_table,
-    )
-    from utils.model import load_model
-
+    evaluated for this base model and prompt), training (resuming), evaluation on every set. ``seed`` replaces the
+    config's. The model is freed at the end, so seeds can follow one another. Returns the run folder."""
     if seed is not None and seed != cfg.seed and cfg.run_name:
         raise ValueError(f"run_name={cfg.run_name!r} names one folder, and each seed needs its own: leave it None.")
     cfg = cfg if seed is None else dataclasses.replace(cfg, seed=seed)
     state = process_state()
-    model, tokenizer, backend = load_model(cfg)
+    model, tokenizer, loaded = load_model(cfg)
     if evaluate_runs and baseline:
-        table = summaries_table(evaluate_baseline(cfg, model, tokenizer, backend))
+        table = summaries_table(evaluate_baseline(cfg, model, tokenizer, loaded))
         if state.is_main_process:
             print(f"Untrained baseline ({baseline_dir(cfg)}):\n{table.to_string()}")
-    run_dir = train(cfg, model, tokenizer, rewards, backend)
+    run_dir = train(cfg, model, tokenizer, rewards, loaded)
     if evaluate_runs:
-        table = summaries_table(evaluate_all(cfg, model, tokenizer, run_dir, backend, run_dir / runs.ADAPTER))
+        table = summaries_table(evaluate_trained(cfg, model, tokenizer, run_dir, loaded)["greedy"])
         if state.is_main_process:
             print(f"Trained ({run_dir}):\n{table.to_string()}")
-        sampled_evaluation(cfg, model, tokenizer, run_dir, backend, run_dir / runs.ADAPTER)
-        harness_evaluate(cfg, model, tokenizer, run_dir, backend)
     state.wait_for_everyone()
     del model
     gc.collect()
@@ -444,29 +140,147 @@ def run_experiment(
     baseline: bool = True,
     baseline_only: bool = False,
 ) -> list[Path]:
-    """What an experiment notebook does, top to bottom, for each seed one after another (default: the config's):
-    config and data checks, the reward set and its checks, then per seed the model, the untrained baseline (once per
-    base model and prompt), training (resuming) and evaluation on every set. Returns the run folders."""
-    from utils.evaluate import evaluate_baseline
-    from utils.experiments import make_config
-    from utils.model import load_model, load_tokenizer
-    from utils.reward_lab import check_reward_funcs, training_rows
-    from utils.rewards import build_rewards
-
+    """What an experiment notebook does, top to bottom, for each seed one after another (default: the config's).
+    Returns the run folders."""
     cfg = make_config(experiment, smoke=smoke, overrides=overrides)
     process_state()  # starts the process group under torchrun / accelerate launch
     if baseline_only:  # the seed launcher's first step: one evaluation that every seed then reuses
-        model, tokenizer, backend = load_model(cfg)
-        evaluate_baseline(cfg, model, tokenizer, backend)
+        model, tokenizer, loaded = load_model(cfg)
+        evaluate_baseline(cfg, model, tokenizer, loaded)
         return []
     rewards = build_rewards(cfg.reward_set, load_tokenizer(cfg.model_name), **cfg.reward_settings)
     check_reward_funcs(rewards, training_rows(cfg), one_shot=cfg.one_shot)
     return [train_and_evaluate(cfg, rewards, seed, baseline, evaluate_runs) for seed in seeds or [cfg.seed]]
 
 
-def main(argv=None) -> None:
-    from utils.experiments import EXPERIMENTS, fields_help
+def seed_command(experiment: str, smoke: bool, settings: list[str], seed: int, *flags: str) -> list[str]:
+    """The command line of one seed's process."""
+    sets = [part for pair in settings for part in ("--set", pair)]
+    return [sys.executable, "-m", "utils.train", experiment, *(["--smoke"] if smoke else []), *sets, "--seeds",
+            str(seed), *flags]  # fmt: skip
 
+
+def device_environment(device: str, processes: int) -> dict:
+    """The environment of a process that may use ``device`` only: a GPU index, or 'cpu' (no GPU, and its share of
+    the CPU cores)."""
+    environment = {key: value for key, value in os.environ.items() if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    if device == "cpu":
+        environment["CUDA_VISIBLE_DEVICES"] = ""
+        environment["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
+    else:
+        environment["CUDA_VISIBLE_DEVICES"] = device
+    return environment
+
+
+def run_seeds_on_devices(
+    experiment: str, smoke: bool, settings: list[str], seeds: list[int] | None, devices: list[str], evaluate_runs=True
+) -> list[Path]:
+    """Train ``seeds`` at once, at most one per device (the next starts when a device frees up); returns the run
+    folders. Every config is made (and checked) before any process starts; the baseline is evaluated once first when
+    the seeds share a base model; a seed that fails is named with its log, after the others have finished."""
+    if not seeds:
+        raise SystemExit("--devices runs one seed per device: give the seeds too, e.g. --seeds 42 43 --devices 0 1.")
+    invalid = [d for d in devices if d != "cpu" and not d.isdigit()]
+    if invalid:
+        raise SystemExit(f"--devices {' '.join(invalid)}: give GPU indices (0 1) or 'cpu'.")
+    cfg = make_config(experiment, smoke=smoke, overrides=parse_overrides(settings))
+    if cfg.run_name:
+        raise SystemExit("run_name names one folder, and every seed needs its own: leave run_name unset.")
+    configs = {seed: dataclasses.replace(cfg, seed=seed) for seed in seeds}
+    shared_baseline = evaluate_runs and len({baseline_dir(c) for c in configs.values()}) == 1
+    if shared_baseline:
+        print(f"Evaluating the untrained baseline once, on device {devices[0]} ...", flush=True)
+        command = seed_command(experiment, smoke, settings, seeds[0], "--baseline-only")
+        if subprocess.run(command, cwd=REPO_ROOT, env=device_environment(devices[0], 1)).returncode != 0:
+            raise SystemExit("The baseline evaluation failed; its output is above.")
+    flags = ("--no-baseline",) if shared_baseline else () if evaluate_runs else ("--no-eval",)
+    pending, free, running, finished = list(seeds), list(range(len(devices))), {}, {}
+    while pending or running:
+        while pending and free:  # each --devices entry is a slot: "cpu cpu" runs two CPU processes at once
+            slot, seed = free.pop(0), pending.pop(0)
+            log = configs[seed].run_dir / "console.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            handle = log.open("a")
+            process = subprocess.Popen(
+                seed_command(experiment, smoke, settings, seed, *flags),
+                cwd=REPO_ROOT,
+                env=device_environment(devices[slot], len(devices)),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+            running[slot] = (seed, process, handle, log)
+            print(f"seed {seed} on device {devices[slot]}: {configs[seed].run_dir} (output: {log})", flush=True)
+        for slot, (seed, process, handle, log) in list(running.items()):
+            if process.poll() is not None:
+                handle.close()
+                finished[seed] = (process.returncode, log)
+                free.append(slot)
+                del running[slot]
+                print(f"seed {seed} {'done' if process.returncode == 0 else 'FAILED'} (exit {process.returncode})")
+        time.sleep(0.5)
+    failed = {seed: log for seed, (code, log) in finished.items() if code != 0}
+    if failed:
+        raise SystemExit("Seeds that failed: " + "; ".join(f"{seed} (see {log})" for seed, log in failed.items()))
+    return [configs[seed].run_dir for seed in seeds]
+
+
+def parse_setting(f: dataclasses.Field, text: str):
+    """A command-line value read as its field's declared type: true/false for booleans, null for None where the field
+    allows it, JSON for dicts; a value that does not parse is an error naming the field."""
+    arms = annotation_arms(f.type)
+    if type(None) in arms and text.strip().lower() in ("null", "none"):
+        return None
+    kind = next(arm for arm in arms if arm is not type(None))
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    try:
+        if kind is bool:
+            return words[text.strip().lower()]
+        if kind in (int, float):
+            return kind(text)
+        if kind is dict and isinstance(value := json.loads(text), dict):
+            return value
+        if kind is dict:
+            raise ValueError
+        return text
+    except (KeyError, ValueError):
+        hint = " (a JSON object on the command line)" if kind is dict else ""
+        raise ValueError(f"--set {f.name}={text}: use {describe_type(f.type)}{hint}.") from None
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings as config overrides, each value read as its field's declared type (``--set
+    one_shot=false``, ``--set ood_eval_limit=null``, ``--set trl_args='{"epsilon": 0.3}'``)."""
+    fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    overrides = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}.")
+        if key not in fields:
+            hint = f" (did you mean {close!r}?)" if (close := closest(key, fields)) else ""
+            raise SystemExit(f"--set: unknown config field {key!r}{hint}; see --help for every field.")
+        try:
+            overrides[key] = parse_setting(fields[key], text)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+    return overrides
+
+
+def fields_help() -> str:
+    """Every config field with its default and help, for ``--help``."""
+    lines = []
+    for f in dataclasses.fields(ExperimentConfig):
+        if f.default is not dataclasses.MISSING:
+            default = f"default {f.default!r}"
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f"default {f.default_factory()!r}"
+        else:
+            default = "from the experiment"
+        lines.append(f"  {f.name} ({default}): {f.metadata['help']}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__,
         epilog="config fields (--set KEY=VALUE):\n" + fields_help(),
@@ -495,8 +309,6 @@ def main(argv=None) -> None:
     parser.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.devices:
-        from utils.launcher import run_seeds_on_devices
-
         run_seeds_on_devices(args.experiment, args.smoke, args.set, args.seeds, args.devices, not args.no_eval)
         return
     run_experiment(
