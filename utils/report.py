@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from utils import REPO_ROOT, runs
+from utils import REPO_ROOT, cpu_study, runs
 from utils.analysis import compare_experiments, eval_table, load_kit_logs, sampled_experiments_table, seed_table
 from utils.bench import markdown_table
 from utils.data import EVAL_SETS
@@ -298,6 +298,7 @@ def updated_readme(comparison: dict) -> str:
     text = readme_with(text, "lora-lr", lora_lr_markdown())
     text = readme_with(text, "eval-time", eval_time_markdown())
     text = readme_with(text, "speed", speed_markdown())
+    text = readme_with(text, "cpu-study", cpu_study.markdown())
     return readme_with(text, "memory", memory_markdown())
 
 
