@@ -69,3 +69,23 @@ def test_hub_failure_falls_back_to_a_local_copy(monkeypatch, capsys):
     with pytest.raises(RuntimeError, match="found no local copy.*Internet on.*DATA_DIR") as error:
         data.load_gsm8k("test")
     assert "shared" not in str(error.value)  # never points users at the developers' folders
+
+
+def test_long_prompts_are_counted_with_the_models_own_tokenizer(tokenizer):
+    """SmolLM2 spends more tokens on the same prompts than Qwen2.5: a limit that fits every prompt for one drops some
+    for the other, whose own chat template and tokenizer decide."""
+    from utils.model import load_tokenizer
+
+    smollm2 = load_tokenizer("smollm2-135m")
+    questions = build_dataset("test", one_shot=False, data_dir=SAMPLE_DATA_DIR)["prompt"]
+
+    def tokens(tok, messages):
+        return len(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)[
+            "input_ids"])  # fmt: skip
+
+    limit = max(tokens(tokenizer, messages) for messages in questions)
+    expected = sum(tokens(smollm2, messages) <= limit for messages in questions)
+    assert 0 < expected < len(questions)  # the limit sits between the two tokenizers' counts
+    kept = {name: build_dataset("test", False, SAMPLE_DATA_DIR, None, tok, limit) for name, tok in
+            [("qwen", tokenizer), ("smollm2", smollm2)]}  # fmt: skip
+    assert (len(kept["qwen"]), len(kept["smollm2"])) == (len(questions), expected)

@@ -98,7 +98,8 @@ def test_vllm_context_fits_the_longest_eval_prompt_and_every_new_token(monkeypat
     assert calls["from_pretrained"]["max_seq_length"] >= LONGEST_EVAL_PROMPT_TOKENS + cfg.eval_max_new_tokens
 
 
-def test_longest_eval_prompt_constant_covers_the_bundled_test_sets(tokenizer):
+@pytest.mark.parametrize("model_name", ["tiny", "smollm2-135m"])  # Qwen2.5's tokenizer and SmolLM2's
+def test_longest_eval_prompt_constant_covers_the_bundled_test_sets(model_name):
     from utils.data import OOD_SETS, eval_set, prompt_token_count
     from utils.model import LONGEST_EVAL_PROMPT_TOKENS
     from utils.prompts import build_prompt
@@ -107,6 +108,7 @@ def test_longest_eval_prompt_constant_covers_the_bundled_test_sets(tokenizer):
     questions = [q for name in OOD_SETS for q in eval_set(name).load(None)["question"]]
     shared = REPO_ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"  # the full GSM8K test split, where present
     questions += [row["question"] for row in read_jsonl(shared)] if shared.is_file() else []
+    tokenizer = load_tokenizer(model_name)
     longest = max(prompt_token_count(tokenizer, build_prompt(question, True)) for question in questions)
     assert longest <= LONGEST_EVAL_PROMPT_TOKENS
 

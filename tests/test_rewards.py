@@ -203,3 +203,19 @@ def test_huge_completion_is_scored(tokenizer):
     huge = PERFECT + "x" * 200_000
     assert call(R.xmlcount_reward_func, [huge])[0] < -100
     assert call(R.strict_format_reward_func, [huge]) == [0.0]
+
+
+def test_an_experiment_counts_reasoning_tokens_with_its_own_models_tokenizer(tokenizer):
+    """Exp4 on SmolLM2 scores length in SmolLM2's tokens, not Qwen's: the same text has another length in each."""
+    from utils.experiments import make_config
+    from utils.model import load_tokenizer
+    from utils.train import experiment_rewards
+
+    text = "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. <answer>"
+    smollm2 = load_tokenizer("smollm2-135m")
+    assert R.reasoning_length(text, smollm2) != R.reasoning_length(text, tokenizer)
+    cfg = make_config("exp4_cosine_no_penalty", model_name="smollm2-135m")
+    [cosine] = [f for f, _ in experiment_rewards(cfg) if R.reward_name(f) == "cosine_length_reward_func"]
+    strict = "<reasoning>\n" + text.split("<answer>")[0] + "\n</reasoning>\n<answer>\n10\n</answer>\n"
+    expected = R.cosine_length_score(R.reasoning_length(strict, smollm2), True, cfg.cosine_max_length)
+    assert cosine([[{"role": "assistant", "content": strict}]], answer=["10"]) == [pytest.approx(expected)]

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from faults import DISCONNECT, Disconnect, fault_rewards
 from weights import assert_same_weights, saved_weights, weight_files, weights_in_memory
 
 from utils import runs
@@ -76,25 +77,6 @@ def test_total_reward_is_the_weighted_sum_with_graders_at_zero(tmp_path):
         assert row["reward"] == pytest.approx(weighted, abs=1e-5)
         assert row["rewards/batch_correct_strict/mean"] == row["correct_frac_strict"]  # logged, weight 0
         assert row["rewards/low_token_share/mean"] > 0.0  # so a grader weight of 1 would not go unnoticed
-
-
-class Disconnect(Exception):
-    pass
-
-
-DISCONNECT = {"at_step": None}  # set by a test; the reward's source stays the same, so reruns may resume
-
-
-def disconnects(completions, trainer_state=None, **kwargs):
-    """A zero reward that raises, as a lost runtime would, during the step DISCONNECT names."""
-    if trainer_state is not None and trainer_state.global_step + 1 == DISCONNECT["at_step"]:
-        raise Disconnect("runtime disconnected")
-    return [0.0] * len(completions)
-
-
-def fault_rewards(tokenizer):
-    """The study's rewards, one the random model can learn (so the weights really move), and the disconnect."""
-    return build_rewards("standard", tokenizer) + [(low_token_share, 1.0), (disconnects, 0.0)]
 
 
 def final_weights_folder(run_dir, cfg):

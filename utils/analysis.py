@@ -333,5 +333,3 @@ def pass_at_k_curves(runs_root="runs", eval_set_name="gsm8k") -> dict[str, dict]
             }
         curves[f"{label} ({len(summaries)} seeds)"] = merged
     return curves
-
-

@@ -132,5 +132,3 @@ def plot_length_bins(records: pd.DataFrame, bins: int = 4, grader: str = "numeri
     for ax in axes:
         ax.set_ylim(0, 1)
     return axes
-
-

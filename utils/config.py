@@ -87,7 +87,10 @@ class ExperimentConfig:
     # data
     data_dir: str | None = option(None, "a folder with GSM8K's train.jsonl and test.jsonl; None: the hub")
     train_limit: int | None = option(None, "train on the first N questions only; None: all 7,473")
-    max_prompt_length: int = option(256, "study: prompt tokens; longer prompts (9 of 7,473 for Qwen) are dropped")
+    max_prompt_length: int = option(
+        256, "study: prompt tokens, counted by the model's tokenizer; longer prompts are dropped (of 7,473 one-shot "
+        "prompts, 9 for Qwen2.5, 29 for SmolLM2)"
+    )
 
     # GRPO, as the study ran it
     learning_rate: float | None = option(

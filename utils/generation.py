@@ -162,5 +162,3 @@ def evaluation_identity(cfg, loaded, name: str, dataset) -> dict:
         "engine": "vllm" if loaded is not None and loaded.fast_inference else "generate",
         "eval_version": EVAL_VERSION,
     }
-
-

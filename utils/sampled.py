@@ -358,5 +358,3 @@ def length_table(summaries: dict[str, dict]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
-
-

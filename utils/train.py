@@ -131,6 +131,11 @@ def train_and_evaluate(
     return run_dir
 
 
+def experiment_rewards(cfg: ExperimentConfig) -> list:
+    """The experiment's reward set, counting tokens with its own model's tokenizer (not Qwen's)."""
+    return build_rewards(cfg.reward_set, load_tokenizer(cfg.model_name), **cfg.reward_settings)
+
+
 def run_experiment(
     experiment: str,
     smoke: bool = False,
@@ -148,7 +153,7 @@ def run_experiment(
         model, tokenizer, loaded = load_model(cfg)
         evaluate_baseline(cfg, model, tokenizer, loaded)
         return []
-    rewards = build_rewards(cfg.reward_set, load_tokenizer(cfg.model_name), **cfg.reward_settings)
+    rewards = experiment_rewards(cfg)
     check_reward_funcs(rewards, training_rows(cfg), one_shot=cfg.one_shot)
     return [train_and_evaluate(cfg, rewards, seed, baseline, evaluate_runs) for seed in seeds or [cfg.seed]]
 

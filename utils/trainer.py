@@ -249,5 +249,3 @@ def what_ran(trainer, trainer_class) -> dict:
         "attention": getattr(trainer.model.config, "_attn_implementation", None),
         "mixed_precision": mixed_precision(trainer.args),
     }
-
-
