@@ -43,3 +43,33 @@ def test_the_readme_section_is_rendered_from_the_result(tmp_path):
     cpu_study.runs.write_json(tmp_path / "cpu_study.json", result)
     text = cpu_study.markdown(tmp_path / "cpu_study.json")
     assert "n = 2 test questions" in text and "| `<answer>` tags | 0.50 [" in text and "trained nothing" in text
+
+
+def test_the_sweep_table_is_rendered_from_the_sweep(tmp_path):
+    assert "No settings sweep" in cpu_study.sweep_markdown(tmp_path / "absent.json")
+    row = {"setting": "bf16, 2x4, 128 tokens", "seconds_per_step": 41.2, "completions_per_minute": 11.65,
+           "groups_with_signal": 0.25, "truncated_share": 0.5, "mean_reward": 0.0312}  # fmt: skip
+    sweep = {"steps": 6, "rows": [row], "provenance": cpu_study.provenance(600, "python -m utils.cpu_study --sweep")}
+    cpu_study.runs.write_json(tmp_path / "cpu_sweep.json", sweep)
+    text = cpu_study.sweep_markdown(tmp_path / "cpu_sweep.json")
+    assert "| **bf16, 2x4, 128 tokens** (the study's) | 41 (1.00x) | 11.7 | 25% | 50% | 0.031 |" in text
+    assert "6 GRPO steps" in text
+
+
+@pytest.mark.slow
+def test_the_cpu_benchmark_measures_each_configuration_and_divides_what_it_measured(tmp_path):
+    from utils import cpu_bench
+
+    out, root = tmp_path / "cpu_bench.json", tmp_path / "runs"
+    result = cpu_bench.run("tiny", steps=2, length=8, out=out, run_root=root)
+    configs = result["configs"]
+    assert list(configs) == list(cpu_bench.CONFIGS)
+    assert [c["dtype"] for c in configs.values()] == ["float32", "bfloat16", "bfloat16"]
+    assert all(c["steps"] == 2 and c["generation_tokens_per_second"] > 0 for c in configs.values())
+    [kit_log] = (root / "kit").glob(f"*bf16*/{cpu_study.runs.LOG}")
+    assert [row["completion_length"] for row in cpu_study.runs.read_rows(kit_log)] == [8, 8]  # forced lengths
+    assert list((root / "bare").glob("**/bare/adapter/adapter_model.safetensors"))  # the bare trainer saved its own
+    per_step = configs["kit, bf16"]["seconds_per_step"] / configs["bare TRL, bf16"]["seconds_per_step"]
+    assert result["ratios"]["kit / bare TRL, per step"] == pytest.approx(per_step)
+    text = cpu_bench.markdown(out)
+    assert all(f"| {label} |" in text for label in configs) and "kit / bare TRL, per step" in text

@@ -19,7 +19,7 @@ LAYERS = [
     ("training", "ordered", ["trainer"]),
     ("analysis", "siblings", ["analysis", "study", "charts", "reward_lab"]),
     ("orchestration", "ordered", ["train"]),
-    ("scripts", "scripts", ["pipeline", "bench", "report", "lora_lr", "cpu_study"]),
+    ("scripts", "scripts", ["pipeline", "bench", "report", "lora_lr", "cpu_study", "cpu_bench"]),
 ]  # fmt: skip
 LIBRARY_LINES = 5500
 MODULE_LINES = 400

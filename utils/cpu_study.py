@@ -22,19 +22,21 @@ import pandas as pd
 
 from utils import REPO_ROOT, runs
 from utils.analysis import read_eval
+from utils.config import EXPERIMENTS as ALL_EXPERIMENTS
 from utils.experiments import baseline_dir, make_config
 from utils.grading import extract_xml_answer, parse_value
 from utils.model import load_model
-from utils.rewards import build_rewards
 from utils.stats import bootstrap_mean, mcnemar_exact, wilson_interval
-from utils.train import evaluate_baseline, train_and_evaluate
+from utils.train import evaluate_baseline, experiment_rewards, train_and_evaluate
 
 CHART_DIR = REPO_ROOT / "chart"
 RESULT = CHART_DIR / "cpu_study.json"
 SWEEP = CHART_DIR / "cpu_sweep.json"
 EXPERIMENTS = ("exp1_no_oneshot", "exp2_oneshot")
-# bf16 (this CPU's fast matrix path); 2 prompts x 4 completions of up to 128 tokens a step, 20 steps: the whole study
-# in under an hour on 2 cores (one step of 2 x 8 x 160 tokens took 65-80 s). `--sweep` measures alternatives.
+# Chosen by the sweep (chart/cpu_sweep.json, the README's table): bf16 (this CPU's AMX) steps faster than fp32;
+# 2 prompts x 4 completions of up to 128 tokens fit the most optimizer steps into the hour (2 x 8 gets more groups with
+# a learning signal, but its longer steps would overrun the hour; 200 tokens cut fewer completions but finish fewer
+# per minute). Six steps cannot rank learning rates: the kit's LoRA default stays.
 CPU_SETTINGS = dict(
     model_name="smollm2-135m", precision="bf16", prompts_per_step=2, num_generations=4, max_completion_length=128,
     max_steps=20, save_steps=10, probe_every=0, live_every=0, eval_limit=100, eval_max_new_tokens=160,
@@ -45,7 +47,9 @@ SWEEP_SETTINGS = {
     "bf16, 2x4, 128 tokens": dict(),
     "bf16, 2x8, 128 tokens": dict(num_generations=8),
     "bf16, 2x4, 200 tokens": dict(max_completion_length=200),
+    "bf16, 2x4, 128 tokens, learning rate x4": dict(learning_rate=2e-4),
 }
+SWEEP_STEPS = 6
 METRICS = {  # what is compared, each a yes/no per completion
     "format_strict": "strict format (the study's regex)",
     "format_soft": "soft format",
@@ -125,8 +129,7 @@ def run_study(data_dir=None, steps: int | None = None, experiments=EXPERIMENTS, 
             evaluate_baseline(cfg, *untrained_model)
             folders[experiment] = (None, baseline_dir(cfg))
         else:
-            rewards = build_rewards(cfg.reward_set, None, **cfg.reward_settings)
-            folders[experiment] = (train_and_evaluate(cfg, rewards), baseline_dir(cfg))
+            folders[experiment] = (train_and_evaluate(cfg, experiment_rewards(cfg)), baseline_dir(cfg))
     untrained = {name: read_eval(base) for name, (_, base) in folders.items()}
     settings = {k: v for k, v in settings.items() if k != "data_dir"}
     result = {"settings": {**settings, "max_steps": steps if steps == 0 else settings["max_steps"]}, "experiments": {}}
@@ -144,7 +147,9 @@ def run_study(data_dir=None, steps: int | None = None, experiments=EXPERIMENTS, 
             "trained_vs_untrained": paired(untrained[name], read_eval(run_dir), ("untrained", "trained")),
             "reward_curves": curves.to_dict("list"),
         }
-    command = "python -m utils.pipeline --cpu" if steps is None else f"python -m utils.cpu_study --steps {steps}"
+    command = "python -m utils.cpu_study" + (f" --steps {steps}" if steps is not None else "")
+    command += f" --experiments {' '.join(experiments)}" if tuple(experiments) != EXPERIMENTS else ""
+    command = "python -m utils.pipeline --cpu" if command == "python -m utils.cpu_study" else command
     result["provenance"] = provenance(time.time() - started, command)
     runs.write_json(out, result)
     for path in draw_charts(result, Path(out).parent):
@@ -192,26 +197,51 @@ def draw_charts(result: dict, chart_dir=CHART_DIR) -> list[Path]:
     return paths
 
 
-def sweep(data_dir=None, steps: int = 4, out=SWEEP) -> list[dict]:
+def sweep(data_dir=None, steps: int = SWEEP_STEPS, out=SWEEP) -> list[dict]:
     """A few GRPO steps of Exp2 per setting: seconds per step and the share of groups with a learning signal."""
-    rows = []
+    started, rows = time.time(), []
     for label, changes in SWEEP_SETTINGS.items():
         overrides = {"data_dir": data_dir, "max_steps": steps, "run_root": "runs/cpu_sweep", "extra": {"sweep": label}}
         cfg = make_config("exp2_oneshot", **{**CPU_SETTINGS, **overrides, **changes})
-        run_dir = train_and_evaluate(
-            cfg, build_rewards(cfg.reward_set, None, **cfg.reward_settings), evaluate_runs=False
-        )
+        run_dir = train_and_evaluate(cfg, experiment_rewards(cfg), evaluate_runs=False)
         logs = raw_logs(run_dir)
         later = logs[logs["step"] > 1]  # the first step warms up
         rows.append({
             "setting": label, "seconds_per_step": later["step_time"].median(),
             "completions_per_minute": 60 * cfg.prompts_per_step * cfg.num_generations / later["step_time"].median(),
             "groups_with_signal": 1 - logs["frac_reward_zero_std"].mean(),
+            "mean_reward": logs["reward"].mean(), "learning_rate": cfg.learning_rate,
             "truncated_share": logs.get("completions/clipped_ratio", pd.Series(dtype=float)).mean(),
         })  # fmt: skip
         print(rows[-1])
-    runs.write_json(out, {"steps": steps, "rows": rows, "provenance": provenance(0)})
+    command = "python -m utils.cpu_study --sweep" + (f" --steps {steps}" if steps != SWEEP_STEPS else "")
+    runs.write_json(out, {"steps": steps, "rows": rows, "provenance": provenance(time.time() - started, command)})
     return rows
+
+
+def sweep_markdown(path=SWEEP) -> str:
+    """The README's table of the settings sweep, from ``chart/cpu_sweep.json``."""
+    if not Path(path).is_file():
+        return "No settings sweep has been published yet: `python -m utils.cpu_study --sweep` writes it."
+    sweep = runs.read_json(path)
+    source = sweep["provenance"]
+    lines = [
+        f"Exp2 on {CPU_SETTINGS['model_name']}, {sweep['steps']} GRPO steps per setting (medians after the first, "
+        f"which warms up); {source['machine']}, {source['date']} (`{source['command']}`).\n",
+        "| setting | seconds per step (vs the study's) | completions per minute | groups with a learning signal "
+        "| cut at the limit "
+        "| mean total reward |",
+        "|---|---|---|---|---|---|",
+    ]
+    chosen = next(row for row in sweep["rows"] if not SWEEP_SETTINGS.get(row["setting"], True))
+    for row in sweep["rows"]:
+        label = f"**{row['setting']}** (the study's)" if row is chosen else row["setting"]
+        lines.append(
+            f"| {label} | {row['seconds_per_step']:.0f} ({row['seconds_per_step'] / chosen['seconds_per_step']:.2f}x) "
+            f"| {row['completions_per_minute']:.1f} | {row['groups_with_signal']:.0%} | {row['truncated_share']:.0%} "
+            f"| {row['mean_reward']:.3f} |"
+        )
+    return "\n".join(lines)
 
 
 def _share(block: dict, key: str) -> str:
@@ -261,12 +291,16 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--steps", type=int, help=f"GRPO steps per experiment (default {CPU_SETTINGS['max_steps']}; 0: no training)"
     )
+    parser.add_argument(
+        "--experiments", nargs="+", default=list(EXPERIMENTS), choices=list(ALL_EXPERIMENTS),
+        help=f"the experiments to train (default: {' '.join(EXPERIMENTS)}; Exp4 adds about 20 minutes)",
+    )  # fmt: skip
     parser.add_argument("--data-dir", help="a folder with GSM8K's train.jsonl and test.jsonl; default: the hub")
     args = parser.parse_args(argv)
     if args.sweep:
-        sweep(args.data_dir, args.steps or 4)
+        sweep(args.data_dir, args.steps or SWEEP_STEPS)
     else:
-        run_study(args.data_dir, args.steps)
+        run_study(args.data_dir, args.steps, tuple(args.experiments))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ python -m utils.report          # rewrite chart/*.png, chart/study_comparison.js
 python -m utils.report --check  # exit 1 if a README block or study_comparison.json is out of date
 
 The README's blocks: the study's results, the reliability counts (from the test suite's markers), the evaluation time
-estimate, the published GPU benchmark (chart/bench.json) and the memory estimates.
+estimate, the published GPU benchmark (chart/bench.json), the memory estimates, and the CPU mini-study, its settings
+sweep and the CPU benchmark (chart/cpu_study.json, cpu_sweep.json, cpu_bench.json).
 """
 
 import argparse
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from utils import REPO_ROOT, cpu_study, runs
+from utils import REPO_ROOT, cpu_bench, cpu_study, runs
 from utils.analysis import compare_experiments, eval_table, load_kit_logs, sampled_experiments_table, seed_table
 from utils.bench import markdown_table
 from utils.data import EVAL_SETS
@@ -162,13 +163,13 @@ def reliability_markdown() -> str:
         f"{count_tests('fault')} injected faults each end as a run that never failed would, and the tests check "
         "what the model holds, not only the logs: after a disconnect mid-step or a checkpoint half written when the "
         "session died, the resumed run ends with the uninterrupted run's weights bit for bit on a CPU (LoRA and full "
-        "fine-tuning, one process and two under torchrun); rerunning a finished run evaluates its trained weights "
-        "and leaves the saved adapter byte for byte as it was. Where going on would lose something (config or "
-        "rewards changed, checkpoints deleted, another trainer in the same run folder, an empty config file, NaN "
-        "or infinite rewards, CUDA out of memory) the run "
-        "stops with a message that says what happened and leaves the run folder and the weights as they were. A lock "
-        "left by a crashed session is taken over, a full disk mid-write leaves the old file whole, a log line cut by "
-        "a crash is dropped with a message. They are tests in the CI suite: `pytest -m bad_input`, `pytest -m fault`."
+        "fine-tuning, one process and two under torchrun, random weights and the real SmolLM2-135M); rerunning a "
+        "finished run evaluates its trained weights and leaves the saved adapter byte for byte as it was. Where going "
+        "on would lose something (config or rewards changed, checkpoints deleted, another trainer in the same run "
+        "folder, an empty config file, NaN or infinite rewards, CUDA out of memory) the run stops with a message that "
+        "says what happened and leaves the run folder and the weights as they were. A lock left by a crashed session "
+        "is taken over, a full disk mid-write leaves the old file whole, a log line cut by a crash is dropped with a "
+        "message. They are tests in the CI suite: `pytest -m bad_input`, `pytest -m fault`."
     )
 
 
@@ -299,6 +300,8 @@ def updated_readme(comparison: dict) -> str:
     text = readme_with(text, "eval-time", eval_time_markdown())
     text = readme_with(text, "speed", speed_markdown())
     text = readme_with(text, "cpu-study", cpu_study.markdown())
+    text = readme_with(text, "cpu-sweep", cpu_study.sweep_markdown())
+    text = readme_with(text, "cpu-bench", cpu_bench.markdown())
     return readme_with(text, "memory", memory_markdown())
 
 
