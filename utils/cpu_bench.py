@@ -1,6 +1,6 @@
 """CPU speed on a real model, side by side in one run: float32 vs bf16, and the kit vs a bare TRL GRPOTrainer.
 
-    python -m utils.cpu_bench              # SmolLM2-135M-Instruct, about 10 minutes on 2 cores: chart/cpu_bench.json
+    python -m utils.cpu_bench              # SmolLM2-135M-Instruct, 7 minutes on 2 cores: chart/cpu_bench.json
 
 Every configuration trains the CPU mini-study's batch (``utils.cpu_study.CPU_SETTINGS``: 2 prompts x 4 completions,
 LoRA) with its completions forced to the same length, so each generates the same number of tokens:

@@ -2,6 +2,7 @@
 
     python -m utils.pipeline --cpu                 # the whole mini-study (time measured and written in the README)
     python -m utils.cpu_study --sweep              # the short sweep that chose CPU_SETTINGS
+    python -m utils.cpu_study --steps 60 --experiments exp2_oneshot --out chart/cpu_study_longer.json
 
 Part 1, without training (the study's objective 3, finding 1): the untrained model's format compliance with the system
 prompt alone (Exp1's prompt) and with the one-shot example (Exp2's), on the same test questions, paired (McNemar).
@@ -31,6 +32,7 @@ from utils.train import evaluate_baseline, experiment_rewards, train_and_evaluat
 
 CHART_DIR = REPO_ROOT / "chart"
 RESULT = CHART_DIR / "cpu_study.json"
+LONGER = CHART_DIR / "cpu_study_longer.json"  # Exp2 alone, three times the steps, within the same hour
 SWEEP = CHART_DIR / "cpu_sweep.json"
 EXPERIMENTS = ("exp1_no_oneshot", "exp2_oneshot")
 # Chosen by the sweep (chart/cpu_sweep.json, the README's table): bf16 (this CPU's AMX) steps faster than fp32;
@@ -149,16 +151,18 @@ def run_study(data_dir=None, steps: int | None = None, experiments=EXPERIMENTS, 
         }
     command = "python -m utils.cpu_study" + (f" --steps {steps}" if steps is not None else "")
     command += f" --experiments {' '.join(experiments)}" if tuple(experiments) != EXPERIMENTS else ""
+    command += f" --out {os.path.relpath(out, REPO_ROOT)}" if Path(out).resolve() != RESULT else ""
     command = "python -m utils.pipeline --cpu" if command == "python -m utils.cpu_study" else command
     result["provenance"] = provenance(time.time() - started, command)
     runs.write_json(out, result)
-    for path in draw_charts(result, Path(out).parent):
+    for path in draw_charts(result, out):
         print("chart:", path)
     return result
 
 
-def draw_charts(result: dict, chart_dir=CHART_DIR) -> list[Path]:
-    """The format metrics with intervals (untrained by prompt, trained by experiment), and the per-reward curves."""
+def draw_charts(result: dict, out=RESULT) -> list[Path]:
+    """The format metrics with intervals (untrained by prompt, trained by experiment), and the per-reward curves;
+    drawn beside ``out``, named after it."""
     paths = []
     fig, ax = plt.subplots(figsize=(11, 4))
     bars = []
@@ -166,6 +170,8 @@ def draw_charts(result: dict, chart_dir=CHART_DIR) -> list[Path]:
         p = result["prompts_untrained"]
         bars += [("untrained, system prompt", p, "system prompt"), ("untrained, one-shot", p, "one-shot")]
     for name, e in result["experiments"].items():
+        if "prompts_untrained" not in result:  # one prompt: its untrained bars beside the trained ones
+            bars.append((f"untrained, {name}'s prompt", e["trained_vs_untrained"], "untrained"))
         bars.append((f"trained {name}", e["trained_vs_untrained"], "trained"))
     width = 0.8 / max(len(bars), 1)
     for i, (label, block, key) in enumerate(bars):
@@ -175,10 +181,10 @@ def draw_charts(result: dict, chart_dir=CHART_DIR) -> list[Path]:
         ax.bar([j + i * width for j in range(len(METRICS))], values, width, yerr=errors, label=label, capsize=2)
     ax.set_xticks([j + width * (len(bars) - 1) / 2 for j in range(len(METRICS))], list(METRICS.values()), fontsize=8)
     ax.set_ylim(0, 1)
-    ax.set_ylabel(f"share of {result['prompts_untrained']['n'] if 'prompts_untrained' in result else ''} questions")
+    ax.set_ylabel(f"share of {bars[0][1]['n']} questions" if bars else "share of questions")
     ax.set_title(f"{result['provenance']['model']} on a CPU: greedy, held-out GSM8K questions (95% Wilson intervals)")
     ax.legend(fontsize=8)
-    paths.append(chart_dir / "cpu_study_format.png")
+    paths.append(Path(out).with_name(f"{Path(out).stem}_format.png"))
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     experiments = result["experiments"]
     if not experiments:
@@ -191,7 +197,7 @@ def draw_charts(result: dict, chart_dir=CHART_DIR) -> list[Path]:
         curves[rewards].rolling(5, min_periods=1).mean().plot(ax=ax)
         ax.set_title(f"{name}: each reward's batch mean (rolling 5 steps)")
         ax.legend(fontsize=7)
-    paths.append(chart_dir / "cpu_study_rewards.png")
+    paths.append(Path(out).with_name(f"{Path(out).stem}_rewards.png"))
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close("all")
     return paths
@@ -229,8 +235,7 @@ def sweep_markdown(path=SWEEP) -> str:
         f"Exp2 on {CPU_SETTINGS['model_name']}, {sweep['steps']} GRPO steps per setting (medians after the first, "
         f"which warms up); {source['machine']}, {source['date']} (`{source['command']}`).\n",
         "| setting | seconds per step (vs the study's) | completions per minute | groups with a learning signal "
-        "| cut at the limit "
-        "| mean total reward |",
+        "| cut at the limit | mean total reward |",
         "|---|---|---|---|---|---|",
     ]
     chosen = next(row for row in sweep["rows"] if not SWEEP_SETTINGS.get(row["setting"], True))
@@ -296,11 +301,12 @@ def main(argv=None) -> None:
         help=f"the experiments to train (default: {' '.join(EXPERIMENTS)}; Exp4 adds about 20 minutes)",
     )  # fmt: skip
     parser.add_argument("--data-dir", help="a folder with GSM8K's train.jsonl and test.jsonl; default: the hub")
+    parser.add_argument("--out", default=str(RESULT), help="the result file; its charts go beside it")
     args = parser.parse_args(argv)
     if args.sweep:
         sweep(args.data_dir, args.steps or SWEEP_STEPS)
     else:
-        run_study(args.data_dir, args.steps, tuple(args.experiments))
+        run_study(args.data_dir, args.steps, tuple(args.experiments), Path(args.out).resolve())
 
 
 if __name__ == "__main__":

@@ -300,6 +300,7 @@ def updated_readme(comparison: dict) -> str:
     text = readme_with(text, "eval-time", eval_time_markdown())
     text = readme_with(text, "speed", speed_markdown())
     text = readme_with(text, "cpu-study", cpu_study.markdown())
+    text = readme_with(text, "cpu-study-longer", cpu_study.markdown(cpu_study.LONGER))
     text = readme_with(text, "cpu-sweep", cpu_study.sweep_markdown())
     text = readme_with(text, "cpu-bench", cpu_bench.markdown())
     return readme_with(text, "memory", memory_markdown())
