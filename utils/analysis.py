@@ -71,7 +71,8 @@ def eval_table(runs_root="runs", eval_set: str = "gsm8k") -> pd.DataFrame:
         if not (folder / summary_file).is_file():
             continue
         s = runs.read_json(folder / summary_file)
-        row = {"run": label, "seed": seed, "n": s["n"]}
+        row = {"run": label, "seed": seed, "trained": runs.steps_trained(folder) if seed is not None else "untrained"}
+        row["n"] = s["n"]
         for grader in GRADERS:
             row[f"acc_{grader}"] = s[f"accuracy_{grader}"]
             row[f"acc_{grader}_ci95"] = [round(bound, 3) for bound in s[f"accuracy_{grader}_ci95"]]

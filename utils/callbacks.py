@@ -110,6 +110,39 @@ class StopOnNonFinite(TrainerCallback):
             )
 
 
+class StopOnTimeBudget(TrainerCallback):
+    """Stops training at a saved checkpoint when the next step plus ``reserve`` seconds (the evaluation that follows
+    and saving) would pass the session's deadline (``utils.session.TimeBudget``); after the first steps it prints the
+    measured time per step and how many steps fit. A rerun resumes from that checkpoint."""
+
+    plan_after = 3  # steps measured before the plan is printed (the first includes warm-up: a cautious estimate)
+
+    def __init__(self, budget, reserve: float):
+        self.budget, self.reserve = budget, reserve
+        self.stopped_at, self.seconds_per_step = None, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.first_step = time.time(), state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        done = state.global_step - self.first_step
+        self.seconds_per_step = (time.time() - self.started) / max(done, 1)
+        left_after_this = state.max_steps - state.global_step
+        if done == min(self.plan_after, state.max_steps - self.first_step):
+            fit = max(int((self.budget.left() - self.reserve) // self.seconds_per_step), 0)
+            ending = "the run finishes in this session" if fit >= left_after_this else (
+                f"training stops at about step {state.global_step + fit} of {state.max_steps}, at a checkpoint; "
+                "Run all again in a new session to go on")  # fmt: skip
+            print(f"Time budget: {self.seconds_per_step:.0f} s a step over {done} steps; {min(fit, left_after_this)} "
+                  f"of the {left_after_this} steps left fit before the evaluation ({self.reserve / 60:.0f} min "
+                  f"kept for it): {ending}.", flush=True)  # fmt: skip
+        if left_after_this > 0 and time.time() + self.seconds_per_step + self.reserve > self.budget.deadline:
+            control.should_save = control.should_training_stop = True
+            self.stopped_at = state.global_step
+            print(f"Time budget: stopping at step {state.global_step} of {state.max_steps} with a checkpoint, "
+                  f"{self.reserve / 60:.0f} min before the budget ends, for the evaluation.", flush=True)  # fmt: skip
+
+
 class StepLogger(TrainerCallback):
     """One JSON row per optimizer step, readable without TensorBoard."""
 

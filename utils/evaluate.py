@@ -7,7 +7,7 @@ from pathlib import Path
 
 from utils import runs
 from utils.data import EVAL_SETS, build_eval_dataset, eval_set
-from utils.generation import EVAL_VERSION, evaluation_identity, generate_completions
+from utils.generation import EVAL_VERSION, evaluation_identity, generate_completions, weights_fingerprint
 from utils.grading import GRADERS, grade
 from utils.model import explain_out_of_memory
 from utils.prompts import prompt_label
@@ -90,7 +90,7 @@ def evaluate(
         graders={grader: f"{function.__module__}.{function.__name__}" for grader, function in GRADERS.items()},
         eval_version=EVAL_VERSION,
         model=cfg.model_name,
-        identity=evaluation_identity(cfg, loaded, name, dataset),
+        identity=evaluation_identity(cfg, loaded, name, dataset, lora_path),
         seconds=round(time.time() - started, 1),
     )
     if out_dir is not None and rank == 0:
@@ -103,16 +103,34 @@ def evaluate(
 
 
 def evaluated_sets(cfg) -> list[str]:
-    """The sets a run evaluates: GSM8K's test split, and the out-of-distribution sets unless switched off."""
-    return [name for name in EVAL_SETS if questions_limit(cfg, name) != 0]
+    """The sets a run evaluates: GSM8K's test split, and the chosen out-of-distribution sets unless switched off."""
+    chosen = ["gsm8k", *cfg.ood_set_names]
+    return [name for name in EVAL_SETS if name in chosen and questions_limit(cfg, name) != 0]
+
+
+def saved_evaluation(cfg, out_dir, name: str, loaded=None, lora_path=None) -> dict | None:
+    """The summary saved in ``out_dir`` for a set when it was evaluated with the same identity (questions, prompt,
+    model, adapter, decoding, engine, ...), so a rerun after a disconnect skips what is done; else None. Trained
+    weights without a saved adapter (full fine-tuning) are never reused: nothing on disk says which weights ran."""
+    path = Path(out_dir) / runs.eval_files(name)[1]
+    if not path.exists() or (lora_path is not None and weights_fingerprint(lora_path) is None):
+        return None
+    saved = runs.read_json(path)
+    dataset = build_eval_dataset(name, cfg.one_shot, cfg.data_dir, questions_limit(cfg, name))
+    return saved if saved.get("identity") == evaluation_identity(cfg, loaded, name, dataset, lora_path) else None
 
 
 def evaluate_all(cfg, model, tokenizer, out_dir, loaded=None, lora_path=None) -> dict:
-    """Every evaluated set, GSM8K first; returns the summaries by set."""
-    return {
-        name: evaluate(cfg, model, tokenizer, out_dir, loaded, lora_path, eval_set_name=name)
-        for name in evaluated_sets(cfg)
-    }
+    """Every evaluated set, GSM8K first, each reused when already evaluated with the same identity; returns the
+    summaries by set."""
+    summaries = {}
+    for name in evaluated_sets(cfg):
+        summaries[name] = saved_evaluation(cfg, out_dir, name, loaded, lora_path)
+        if summaries[name] is not None:
+            print(f"{name} already evaluated in {out_dir}.")
+        else:
+            summaries[name] = evaluate(cfg, model, tokenizer, out_dir, loaded, lora_path, eval_set_name=name)
+    return summaries
 
 
 def summaries_table(summaries: dict):

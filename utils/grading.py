@@ -16,6 +16,9 @@ from fractions import Fraction
 # The study's format rewards: the soft one allows any whitespace, the strict one wants the exact layout.
 SOFT_FORMAT_RE = re.compile(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", re.DOTALL)
 STRICT_FORMAT_RE = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n$", re.DOTALL)
+# A named variant of the strict check that also accepts the end of the turn right after </answer>: instruct models
+# end their turn there, and the decoded completion then has no newline after the tag, so the study's regex never fires.
+STRICT_FORMAT_END_OF_TURN_RE = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n?$", re.DOTALL)
 
 # A number as people write it: optional sign, thousands separators, decimals, or a simple fraction.
 NUMBER_PATTERN = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*-?\d+(?:\.\d+)?)?|-?\.\d+"

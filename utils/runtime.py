@@ -8,6 +8,8 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from utils import REPO_ROOT
 
@@ -64,11 +66,7 @@ def prepare_runtime(smoke: bool = False) -> str:
     missing = [p for p in REQUIRED if importlib.util.find_spec(p) is None]
     if where in ("colab", "kaggle") and _has_gpu() and (missing or importlib.util.find_spec("unsloth") is None):
         check_torch_for_unsloth(installed_torch_version())
-        print(f"{where}: installing requirements.txt (a few minutes, once per session)...")
-        command = [sys.executable, "-m", "pip", "install", "-q", "-r", str(REPO_ROOT / "requirements.txt")]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"pip install -r requirements.txt failed:\n{result.stderr[-3000:]}")
+        install_requirements(where)
         missing = [p for p in REQUIRED if importlib.util.find_spec(p) is None]
     if missing:
         hint = "pip install -r tests/requirements.txt  # CPU" if smoke else "pip install -r requirements.txt  # GPU"
@@ -79,6 +77,46 @@ def prepare_runtime(smoke: bool = False) -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     print(f"runtime: {where}, {gpu}, torch {torch.__version__}")
     return where
+
+
+def distribution_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    return {dist.metadata["Name"].lower().replace("_", "-"): dist.version for dist in metadata.distributions()}
+
+
+def imported_among(distributions) -> list[str]:
+    """The distributions among ``distributions`` that this process has already imported a module of."""
+    from importlib import metadata
+
+    modules = metadata.packages_distributions()
+    names = {d: [m for m, owners in modules.items() if d in {o.lower().replace("_", "-") for o in owners}]
+             for d in distributions}  # fmt: skip
+    return sorted(d for d, mods in names.items() if any(m in sys.modules for m in mods))
+
+
+def install_requirements(where: str, requirements=REPO_ROOT / "requirements.txt", command=None) -> dict:
+    """pip install the requirements with one summary line instead of pip's output (what changed, how long). A package
+    the kernel had already imported and the install replaced would run old code beside new: that stops here with
+    the fix, a restart, after which the install is skipped. Returns the changes, name -> (old, new)."""
+    before, started = distribution_versions(), time.time()
+    command = command or [sys.executable, "-m", "pip", "install", "-q", "-r", str(requirements)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"pip install -r {Path(requirements).name} failed:\n{result.stderr[-3000:]}")
+    after = distribution_versions()
+    changed = {name: (before.get(name), version) for name, version in after.items() if before.get(name) != version}
+    replaced = [f"{name} {old} -> {new}" for name, (old, new) in sorted(changed.items()) if old is not None]
+    added = len(changed) - len(replaced)
+    print(f"{where}: installed {added} packages and replaced {len(replaced)} in {time.time() - started:.0f} s"
+          + (f" ({'; '.join(replaced)})" if replaced else ""))  # fmt: skip
+    stale = imported_among([name for name, (old, _) in changed.items() if old is not None])
+    if stale:
+        raise RuntimeError(
+            f"The install replaced {', '.join(stale)}, which this session had already imported. Runtime > Restart "
+            "session, then Run all: the rerun skips the install."
+        )
+    return changed
 
 
 def import_unsloth_first() -> bool:

@@ -66,7 +66,7 @@ def sampled_evaluate(
     dataset = build_eval_dataset(name, cfg.one_shot, cfg.data_dir, cfg.sampled_eval_limit)
     sampling = sampling_for(cfg, seed)
     identity = {
-        **evaluation_identity(cfg, loaded, name, dataset),
+        **evaluation_identity(cfg, loaded, name, dataset, lora_path),
         "decoding": sampling.describe(),
         "sampled_version": SAMPLED_VERSION,
     }

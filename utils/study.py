@@ -71,11 +71,12 @@ def pair_windows(last_step: int) -> list[tuple[int, int]]:
     return [(1, RAMP_STEPS), (RAMP_STEPS + 1, 800), (801, last_step), (RAMP_STEPS + 1, last_step)]
 
 
-def compare_pair(a: pd.DataFrame, b: pd.DataFrame, last_step: int, seed: int = 0) -> list[dict]:
-    """B - A in completion length and training-batch accuracy, step by step, per window, with paired intervals."""
+def compare_pair(a: pd.DataFrame, b: pd.DataFrame, last_step: int, seed: int = 0, windows=None) -> list[dict]:
+    """B - A in completion length and training-batch accuracy, step by step, per window (default: the study's,
+    ``pair_windows``), with paired intervals."""
     merged = a[["step", *METRICS]].merge(b[["step", *METRICS]], on="step", suffixes=("_a", "_b"))
     rows = []
-    for first, last in pair_windows(last_step):
+    for first, last in pair_windows(last_step) if windows is None else windows:
         window = steps_between(merged, first, last).dropna()
         result = paired_block_bootstrap({m: window[f"{m}_b"] - window[f"{m}_a"] for m in METRICS}, seed=seed)
         rows.append({"steps": f"{first}-{last}", "first_step": first, "last_step": last, **result})

@@ -32,10 +32,9 @@ import torch
 from utils import REPO_ROOT, runs
 from utils.checks import annotation_arms, closest, describe_type
 from utils.config import EXPERIMENTS, ExperimentConfig
-from utils.data import build_eval_dataset
-from utils.evaluate import evaluate, evaluate_all, evaluated_sets, questions_limit, summaries_table
+from utils.evaluate import evaluate_all, summaries_table
 from utils.experiments import baseline_dir, make_config
-from utils.generation import evaluation_identity, generate_completions
+from utils.generation import generate_completions
 from utils.grading import extract_xml_answer
 from utils.harness import harness_evaluate
 from utils.model import load_model, load_tokenizer
@@ -62,16 +61,7 @@ def evaluate_baseline(cfg, model, tokenizer, loaded=None) -> dict:
     (``evaluation_identity``: model, questions, prompt, decoding, engine, ...) is reused; anything else is evaluated
     again. Call it before training (a fresh LoRA adapter leaves the model unchanged). Returns the greedy summaries."""
     out_dir = baseline_dir(cfg)
-    summaries = {}
-    for name in evaluated_sets(cfg):
-        path = out_dir / runs.eval_files(name)[1]
-        saved = runs.read_json(path) if path.exists() else {}
-        dataset = build_eval_dataset(name, cfg.one_shot, cfg.data_dir, questions_limit(cfg, name))
-        if saved.get("identity") == evaluation_identity(cfg, loaded, name, dataset):
-            print(f"Baseline on {name} already evaluated in {out_dir}.")
-            summaries[name] = saved
-        else:
-            summaries[name] = evaluate(cfg, model, tokenizer, out_dir, loaded, eval_set_name=name)
+    summaries = evaluate_all(cfg, model, tokenizer, out_dir, loaded)
     # one sampling seed for the untrained model, shared by every run that starts from it
     in_one_process(sampled_evaluate, "sampled", cfg, model, tokenizer, out_dir, loaded, seed=0)
     in_one_process(harness_evaluate, "lm-evaluation-harness", cfg, model, tokenizer, out_dir, loaded, reuse=True)
@@ -104,11 +94,17 @@ def ask(cfg, model, tokenizer, question: str, rewards=(), gold: str | None = Non
 
 
 def train_and_evaluate(
-    cfg: ExperimentConfig, rewards: list, seed: int | None = None, baseline: bool = True, evaluate_runs: bool = True
+    cfg: ExperimentConfig,
+    rewards: list,
+    seed: int | None = None,
+    baseline: bool = True,
+    evaluate_runs: bool = True,
+    budget=None,
 ) -> Path:
     """One seed of an experiment, as its notebook runs it: a fresh model, the untrained baseline (reused when already
-    evaluated for this base model and prompt), training (resuming), evaluation on every set. ``seed`` replaces the
-    config's. The model is freed at the end, so seeds can follow one another. Returns the run folder."""
+    evaluated for this base model and prompt), training (resuming; stopping early for ``budget``, a
+    ``utils.session.TimeBudget``), evaluation on every set. ``seed`` replaces the config's. The model is freed at the
+    end, so seeds can follow one another. Returns the run folder."""
     if seed is not None and seed != cfg.seed and cfg.run_name:
         raise ValueError(f"run_name={cfg.run_name!r} names one folder, and each seed needs its own: leave it None.")
     cfg = cfg if seed is None else dataclasses.replace(cfg, seed=seed)
@@ -118,7 +114,7 @@ def train_and_evaluate(
         table = summaries_table(evaluate_baseline(cfg, model, tokenizer, loaded))
         if state.is_main_process:
             print(f"Untrained baseline ({baseline_dir(cfg)}):\n{table.to_string()}")
-    run_dir = train(cfg, model, tokenizer, rewards, loaded)
+    run_dir = train(cfg, model, tokenizer, rewards, loaded, budget=budget)
     if evaluate_runs:
         table = summaries_table(evaluate_trained(cfg, model, tokenizer, run_dir, loaded)["greedy"])
         if state.is_main_process:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import inspect
+import time
 from pathlib import Path
 
 import torch
@@ -13,16 +14,19 @@ from utils.callbacks import (
     LiveView,
     StepLogger,
     StopOnNonFinite,
+    StopOnTimeBudget,
     count_non_finite,
     quiet_progress,
 )
 from utils.config import ExperimentConfig, changes_training
 from utils.data import build_dataset
-from utils.experiments import check_environment, grpo_arguments
+from utils.experiments import baseline_dir, check_environment, grpo_arguments
 from utils.grading import GRADERS
 from utils.model import explain_out_of_memory
 from utils.rewards import reward_name, split_rewards
 from utils.runtime import process_state, rank_and_processes
+
+SAVE_SECONDS = 300  # kept besides the evaluation: the final save, the merged model, the analysis cells
 
 
 def reward_record(func, weight: float) -> dict:
@@ -163,11 +167,14 @@ def _on_main_then_everywhere(state, action) -> None:
         raise error
 
 
-def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, loaded=None, live_view=None) -> Path:
+def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, loaded=None, live_view=None, budget=None) -> Path:
     """Train with GRPO on ``rewards`` (``(function, weight)`` pairs, or functions of weight 1.0), resuming from the
     run folder's last complete checkpoint if there is one; a finished run reloads its final weights instead. One
     trainer per run folder at a time (``runs.TrainingLock``). In a notebook the curves are redrawn every
-    ``cfg.live_every`` steps (``live_view`` replaces the notebook display). Returns the run folder."""
+    ``cfg.live_every`` steps (``live_view`` replaces the notebook display). With a ``budget``
+    (``utils.session.TimeBudget``) training stops at a checkpoint early enough for the evaluation, which takes about
+    as long as the untrained baseline's did, and the run folder says so (``runs.BUDGET_STOP``). Returns the run
+    folder."""
     check_environment(cfg)
     funcs, weights = split_rewards(rewards)
     records = [reward_record(f, w) for f, w in zip(funcs, weights)]
@@ -175,13 +182,13 @@ def train(cfg: ExperimentConfig, model, tokenizer, rewards: list, loaded=None, l
     lock = runs.TrainingLock(cfg.run_dir)
     _on_main_then_everywhere(state, lock.acquire)
     try:
-        return _train(cfg, model, tokenizer, funcs, weights, records, loaded, live_view, state)
+        return _train(cfg, model, tokenizer, funcs, weights, records, loaded, live_view, state, budget)
     finally:
         if state.is_main_process:
             lock.release()
 
 
-def _train(cfg, model, tokenizer, funcs, weights, records, loaded, live_view, state) -> Path:
+def _train(cfg, model, tokenizer, funcs, weights, records, loaded, live_view, state, budget) -> Path:
     from trl import GRPOTrainer
 
     run_dir, main = cfg.run_dir, state.is_main_process
@@ -212,6 +219,10 @@ def _train(cfg, model, tokenizer, funcs, weights, records, loaded, live_view, st
         callbacks.append(HeldOutProbe(cfg, tokenizer, loaded, probe_path))
     if cfg.live_every and main:
         callbacks.append(LiveView(run_dir, cfg.live_every, show=live_view))
+    stopper = None
+    if budget is not None:
+        stopper = StopOnTimeBudget(budget, runs.evaluation_seconds(baseline_dir(cfg)) + SAVE_SECONDS)
+        callbacks.append(stopper)
     trainer = resumable(GRPOTrainer)(
         model=model,
         reward_funcs=[count_non_finite(f) for f in funcs] + graders,
@@ -230,12 +241,27 @@ def _train(cfg, model, tokenizer, funcs, weights, records, loaded, live_view, st
             trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
     trainer.save_model(str(run_dir / (runs.ADAPTER if cfg.lora_rank else runs.FULL_MODEL)))
     if main:
+        record_budget_stop(run_dir, stopper, budget, trainer.state)
         environment = runs.read_json(run_dir / runs.ENVIRONMENT)
         runs.write_json(
             run_dir / runs.ENVIRONMENT,
             {**environment, **what_reached_trl(args), "trainer": what_ran(trainer, GRPOTrainer)},
         )
     return run_dir
+
+
+def record_budget_stop(run_dir: Path, stopper, budget, state) -> None:
+    """Say in the run folder that training stopped on the time budget (notebook 05 shows it), or remove an earlier
+    stop's record once a rerun has gone past it."""
+    path = run_dir / runs.BUDGET_STOP
+    if stopper is None or stopper.stopped_at is None:
+        path.unlink(missing_ok=True)
+        return
+    runs.write_json(path, {
+        "step": stopper.stopped_at, "max_steps": state.max_steps, "budget_hours": budget.hours,
+        "counted_from": budget.counted_from, "seconds_per_step": round(stopper.seconds_per_step, 1),
+        "reserved_seconds": round(stopper.reserve), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    })  # fmt: skip
 
 
 def what_ran(trainer, trainer_class) -> dict:

@@ -1,0 +1,176 @@
+"""The study's own architecture on a CPU: Qwen2.5-Coder-0.5B-Instruct (``qwen2.5-coder-0.5b``, from PyPI), Exp2 and
+Exp4 trained side by side with the same seed and settings, and the study's Exp2-vs-Exp4 charts drawn from the kit's
+own logs beside the study's.
+
+    python -m utils.pipeline --cpu                    # this study (hours on 2 cores; a rerun continues where it was)
+    python -m utils.qwen_study --steps 40 --run-root runs/cpu_qwen
+
+1. Untrained, the system prompt (Exp1's) vs the one-shot example (Exp2's) on the same GSM8K test questions.
+2. Exp2 and Exp4, GRPO with the same seed and settings; their per-step completion length and batch accuracy beside
+   the study's, with the paired step-window differences ``utils.study`` computes for the study's logs.
+3. Held out, greedy: trained vs untrained and Exp4 vs Exp2 on the same questions, GSM8K test and MAWPS MultiArith,
+   both graders, Wilson intervals, McNemar's exact test, completion length and the share cut at the limit; the
+   study's strict-format check beside a variant that accepts the end of the turn right after ``</answer>``.
+
+Resumable: training resumes from its checkpoints and every evaluation already done is reused, so the study can be
+completed over several sittings. Results go to chart/cpu_qwen.json and chart/cpu_qwen_*.png, rendered by
+``utils.report`` into the README.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from utils import REPO_ROOT, runs
+from utils.analysis import read_eval
+from utils.cpu_study import paired, provenance, raw_logs
+from utils.experiments import baseline_dir, make_config
+from utils.grading import STRICT_FORMAT_END_OF_TURN_RE
+from utils.logs import load_run_logs
+from utils.model import load_model
+from utils.study import METRICS as CURVE_METRICS
+from utils.study import compare_pair, load_study_runs, plot_comparison, study_experiments
+from utils.train import evaluate_baseline, experiment_rewards, train_and_evaluate
+
+CHART_DIR = REPO_ROOT / "chart"
+RESULT = CHART_DIR / "cpu_qwen.json"
+MODEL = "qwen2.5-coder-0.5b"
+EXPERIMENTS = ("exp2_oneshot", "exp4_cosine_no_penalty")
+# bf16 (this CPU's AMX), 2 prompts x 4 completions of up to 200 tokens a step: about 80 s a step on 2 cores, and no
+# group without a reward spread in the first steps. Evaluation: 200 questions of each set, 256 new tokens, batch 16
+# (the fastest of 8, 16 and 32 measured here).
+QWEN_SETTINGS = dict(
+    model_name=MODEL, precision="bf16", prompts_per_step=2, num_generations=4, max_completion_length=200,
+    max_steps=40, save_steps=5, probe_every=0, live_every=0, eval_limit=200, ood_eval_limit=200, ood_sets="mawps",
+    eval_batch_size=16, eval_max_new_tokens=256, sampled_eval_limit=0, harness_eval_limit=0, run_root="runs/cpu_qwen",
+)  # fmt: skip
+STRICT_FORMAT_REWARD = "strict_format_reward_func"
+KIT_WINDOWS = 4  # the kit's steps are compared in this many equal windows, and over all of them
+MIN_WINDOW_STEPS = 5  # a block bootstrap needs a few steps to estimate its block length
+
+
+def with_end_of_turn(records: pd.DataFrame) -> pd.DataFrame:
+    """Evaluation records with the strict-format variant that accepts the end of the turn after ``</answer>``."""
+    return records.assign(format_strict_end_of_turn=records["completion"].map(
+        lambda text: bool(STRICT_FORMAT_END_OF_TURN_RE.match(text))
+    ))  # fmt: skip
+
+
+def strict_variants(records: pd.DataFrame) -> dict:
+    """How often the study's strict check and its end-of-turn variant fire on held-out completions."""
+    records = with_end_of_turn(records)
+    return {
+        "n": len(records),
+        "study": float(records["format_strict"].mean()),
+        "end_of_turn": float(records["format_strict_end_of_turn"].mean()),
+    }
+
+
+def strict_firing(run_dir) -> dict:
+    """The share of training completions the study's strict-format reward paid (it pays 0.5 or 0), by window."""
+    logs = raw_logs(run_dir)
+    column = f"rewards/{STRICT_FORMAT_REWARD}/mean"
+    fired = (logs[column] / 0.5) if column in logs else pd.Series(dtype=float)
+    return {"steps": int(logs["step"].max()), "share": float(fired.mean()), "by_step": fired.round(4).tolist()}
+
+
+def study_strict_firing() -> dict:
+    """The same share in the study's own Exp2 logs, over the steps the kit trains and the study's later windows."""
+    exp2 = study_experiments(load_study_runs())["Exp2"]
+    windows = {"1-24": (1, 24), "25-100": (25, 100), "101-400": (101, 400)}
+    return {
+        label: float(exp2[(exp2["step"] >= a) & (exp2["step"] <= b)][STRICT_FORMAT_REWARD].mean() / 0.5)
+        for label, (a, b) in windows.items()
+    }
+
+
+def kit_windows(last_step: int) -> list[tuple[int, int]]:
+    """Equal step windows over the kit's short runs, then all steps; none shorter than ``MIN_WINDOW_STEPS``."""
+    size = last_step // KIT_WINDOWS
+    windows = [(a, a + size - 1) for a in range(1, KIT_WINDOWS * size, size)] if size >= MIN_WINDOW_STEPS else []
+    return [*windows, (1, last_step)] if last_step >= MIN_WINDOW_STEPS else []
+
+
+def run_study(data_dir=None, steps: int | None = None, run_root: str | None = None, out=RESULT) -> dict:
+    """Every part of the study, each reused when already done; writes ``out`` and its charts."""
+    started = time.time()
+    settings = {**QWEN_SETTINGS, "data_dir": data_dir, **({"max_steps": steps} if steps else {})}
+    settings.update({"run_root": run_root} if run_root else {})
+    system_prompt = make_config("exp1_no_oneshot", **{**settings, "ood_eval_limit": 0})
+    evaluate_baseline(system_prompt, *load_model(system_prompt))  # GSM8K only, for the prompts' comparison
+    folders = {}
+    for experiment in EXPERIMENTS:
+        cfg = make_config(experiment, **settings)
+        folders[experiment] = (train_and_evaluate(cfg, experiment_rewards(cfg)), baseline_dir(cfg))
+    result = {"settings": {k: v for k, v in settings.items() if k != "data_dir"}}
+    one_shot_baseline = folders["exp2_oneshot"][1]
+    untrained = {s: read_eval(one_shot_baseline / runs.eval_files(s)[0]) for s in ("gsm8k", "mawps")}
+    result["prompts_untrained"] = paired(
+        read_eval(baseline_dir(system_prompt) / runs.EVAL), untrained["gsm8k"], ("system prompt", "one-shot")
+    )
+    result["experiments"] = {}
+    trained = {}
+    for name, (run_dir, _) in folders.items():
+        trained[name] = {s: read_eval(run_dir / runs.eval_files(s)[0]) for s in ("gsm8k", "mawps")}
+        logs = raw_logs(run_dir)
+        result["experiments"][name] = {
+            "steps": int(logs["step"].max()),
+            "train_seconds": round(float(logs.get("step_time", pd.Series(dtype=float)).sum())),
+            "trained_vs_untrained": {s: paired(untrained[s], trained[name][s], ("untrained", "trained"))
+                                     for s in untrained},  # fmt: skip
+            "strict_format_in_training": strict_firing(run_dir),
+            "strict_format_held_out": {s: strict_variants(trained[name][s]) for s in trained[name]},
+            "curves": load_run_logs(run_dir)[["step", *CURVE_METRICS]].to_dict("list"),
+        }
+    result["untrained_strict_format_held_out"] = {s: strict_variants(untrained[s]) for s in untrained}
+    result["study_strict_format_in_training"] = study_strict_firing()
+    result["exp4_vs_exp2"] = {
+        s: paired(trained["exp2_oneshot"][s], trained["exp4_cosine_no_penalty"][s], ("exp2", "exp4"))
+        for s in untrained
+    }
+    curves = {name: pd.DataFrame(e["curves"]) for name, e in result["experiments"].items()}
+    last = int(min(df["step"].max() for df in curves.values()))
+    result["exp4_vs_exp2_training"] = compare_pair(
+        curves["exp2_oneshot"], curves["exp4_cosine_no_penalty"], last, windows=kit_windows(last)
+    )
+    command = "python -m utils.pipeline --cpu" + (f" --steps {steps}" if steps else "")
+    result["provenance"] = provenance(time.time() - started, command, MODEL)
+    result["provenance"]["note"] = "seconds: this sitting only; reused parts took their time in earlier sittings"
+    runs.write_json(out, result)
+    for path in draw_charts(result, out):
+        print("chart:", path)
+    return result
+
+
+def draw_charts(result: dict, out=RESULT) -> list[Path]:
+    """Per metric, the study's Exp2 vs Exp4 (left) beside the kit's on this CPU (right)."""
+    study = study_experiments(load_study_runs())
+    kit = {name: pd.DataFrame(e["curves"]) for name, e in result["experiments"].items()}
+    paths = []
+    for metric in CURVE_METRICS:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.5))
+        plot_comparison({"study Exp2": study["Exp2"], "study Exp4": study["Exp4"]}, metric, 50, 1418, ax=left)
+        left.set_title("the study: Qwen2.5-0.5B-Instruct, full fine-tuning, GPU (rolling 50 steps)", fontsize=9)
+        plot_comparison({f"kit {name}": df for name, df in kit.items()}, metric, 5, ax=right)
+        right.set_title(f"the kit: {result['provenance']['model']}, LoRA, CPU (rolling 5 steps)", fontsize=9)
+        paths.append(Path(out).with_name(f"{Path(out).stem}_{metric}.png"))
+        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    return paths
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, help=f"GRPO steps per experiment (default {QWEN_SETTINGS['max_steps']})")
+    parser.add_argument("--data-dir", help="a folder with GSM8K's train.jsonl and test.jsonl; default: the hub")
+    parser.add_argument("--run-root", help=f"where the run folders go (default {QWEN_SETTINGS['run_root']})")
+    parser.add_argument("--out", default=str(RESULT), help="the result file; its charts go beside it")
+    args = parser.parse_args(argv)
+    run_study(args.data_dir, args.steps, args.run_root, Path(args.out).resolve())
+
+
+if __name__ == "__main__":
+    main()
