@@ -20,7 +20,7 @@ LAYERS = [
     ("analysis", "siblings", ["analysis", "study", "charts", "reward_lab"]),
     ("orchestration", "ordered", ["train"]),
     ("scripts", "scripts", ["pipeline", "bench", "report", "lora_lr", "cpu_study", "cpu_bench",
-                             "qwen_study"]),
+                             "qwen_study", "hosted"]),
 ]  # fmt: skip
 LIBRARY_LINES = 6000
 MODULE_LINES = 400

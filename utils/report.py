@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from utils import REPO_ROOT, cpu_bench, cpu_study, runs
+from utils import REPO_ROOT, cpu_bench, cpu_study, hosted, runs
 from utils.analysis import compare_experiments, eval_table, load_kit_logs, sampled_experiments_table, seed_table
 from utils.bench import markdown_table
 from utils.data import EVAL_SETS
@@ -303,6 +303,7 @@ def updated_readme(comparison: dict) -> str:
     text = readme_with(text, "cpu-study-longer", cpu_study.markdown(cpu_study.LONGER))
     text = readme_with(text, "cpu-sweep", cpu_study.sweep_markdown())
     text = readme_with(text, "cpu-bench", cpu_bench.markdown())
+    text = readme_with(text, "hosted", hosted.markdown())
     return readme_with(text, "memory", memory_markdown())
 
 
