@@ -154,7 +154,7 @@ def test_one_seed_per_device_trains_separate_runs_at_once_with_one_baseline(tmp_
     """Two CPU processes stand in for two GPUs. The model is saved to a folder, so both seeds start from the same
     untrained weights, as with Qwen: the baseline is evaluated once and reused."""
     from utils.experiments import baseline_dir, make_config
-    from utils.model import materialize_random_model
+    from utils.model_cache import materialize_random_model
 
     model = materialize_random_model("tiny", tmp_path / "model")
     settings = ("--set", f"model_name={model}", "--set", "allow_cpu=true")

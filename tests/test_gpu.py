@@ -21,7 +21,8 @@ def test_unsloth_lora_trains_and_evaluates(tmp_path, precision):
     from utils import runs
     from utils.evaluate import evaluate
     from utils.experiments import make_config
-    from utils.model import load_model, materialize_random_model
+    from utils.model import load_model
+    from utils.model_cache import materialize_random_model
     from utils.rewards import build_rewards
     from utils.trainer import train
 
@@ -65,7 +66,8 @@ def test_unsloth_resume_restores_the_saved_adapter_and_a_finished_rerun_keeps_it
 
     from utils import runs
     from utils.experiments import make_config
-    from utils.model import load_model, materialize_random_model
+    from utils.model import load_model
+    from utils.model_cache import materialize_random_model
     from utils.rewards import build_rewards
     from utils.trainer import train
 

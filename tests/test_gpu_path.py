@@ -13,7 +13,8 @@ import torch
 
 from utils import REPO_ROOT
 from utils.experiments import make_config
-from utils.model import LoadRecord, build_random_qwen2, load_model, load_tokenizer, vllm_supported
+from utils.model import LoadRecord, load_model, load_tokenizer, vllm_supported
+from utils.model_cache import build_random_qwen2
 from utils.runtime import pick_dtype
 
 

@@ -77,3 +77,23 @@ def test_the_tiny_model_goes_through_lm_eval_offline_and_the_report_reads_it(tmp
     row = table.loc["exp2_oneshot__smoke"]
     assert row["questions"] == 3 and row["kit prompt, numeric grader"] == 0.25
     assert "gsm8k 5-shot: flexible-extract" in table.columns
+
+
+@pytest.mark.slow
+@pytest.mark.bad_input
+@pytest.mark.parametrize("folder", ["My Drive: v2", "data #2", "it's \"quoted\"", "données ünï"])
+def test_the_harness_reads_data_and_writes_runs_under_any_folder_name_a_user_can_make(tmp_path, folder):
+    import shutil
+
+    from utils.data import SAMPLE_DATA_DIR
+    from utils.harness import RESULTS, harness_evaluate
+    from utils.model import load_model
+
+    data_dir = tmp_path / folder / "gsm8k"
+    shutil.copytree(SAMPLE_DATA_DIR, data_dir)
+    cfg = make_config("exp2_oneshot", smoke=True, run_root=str(tmp_path / folder / "runs"), harness_eval_limit=2,
+                      data_dir=str(data_dir), eval_max_new_tokens=8)  # fmt: skip
+    model, tokenizer, backend = load_model(cfg)
+    harness_evaluate(cfg, model, tokenizer, cfg.run_dir, backend)
+    saved = runs.read_json(cfg.run_dir / RESULTS)
+    assert all(f["n"] == 2 for s in saved["protocols"].values() for f in s["filters"].values())

@@ -9,7 +9,8 @@ from utils.data import SAMPLE_DATA_DIR, build_eval_dataset
 from utils.experiments import make_config
 from utils.generation import generate_completions
 from utils.grading import grade
-from utils.model import ASSETS_DIR, load_model, load_tokenizer
+from utils.model import load_model, load_tokenizer
+from utils.model_cache import ASSETS_DIR
 from utils.prompts import build_prompt
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from utils import REPO_ROOT, runs
-from utils.experiments import check_push, make_config
+from utils.experiments import make_config
+from utils.preflight import check_push
 from utils.session import connect, find_secret, load_secret, time_budget
 
 STANDINS = REPO_ROOT / "tests" / "standins"
@@ -106,10 +107,10 @@ def test_the_push_is_checked_before_any_model(monkeypatch, capsys):
     with pytest.raises(ValueError, match=r"HF_TOKEN was not found: add it in Colab's Secrets"):
         check_push("you/model")
     monkeypatch.setenv("HF_TOKEN", MARKER)
-    monkeypatch.setattr("utils.experiments.hub_reachable", lambda: False)
+    monkeypatch.setattr("utils.preflight.hub_reachable", lambda: False)
     check_push("you/model")  # offline: said, not refused
     assert "write access to you/model is not checked" in capsys.readouterr().out
-    monkeypatch.setattr("utils.experiments.hub_reachable", lambda: True)
+    monkeypatch.setattr("utils.preflight.hub_reachable", lambda: True)
     import huggingface_hub
 
     who = {"name": "you", "orgs": [{"name": "lab"}], "auth": {"accessToken": {"role": "write"}}}
@@ -171,8 +172,8 @@ def test_the_install_prints_one_line_and_stops_when_it_replaced_an_imported_pack
 
     versions = iter([{"numpy": "1.0", "tokenizers": "0.22.2"}, {"numpy": "2.0", "tokenizers": "0.23.3", "new": "1"}])
     monkeypatch.setattr(runtime, "distribution_versions", lambda: next(versions))
-    with pytest.raises(RuntimeError, match=r"replaced numpy, which this session had already imported\. Runtime > "
-                                           r"Restart session, then Run all: the rerun skips the install"):
+    with pytest.raises(RuntimeError, match=r"replaced numpy(, tokenizers)?, which this session had already imported\. "
+                                           r"Runtime > Restart session, then Run all: the rerun skips the install"):
         runtime.install_requirements("colab", command=[sys.executable, "-c", "pass"])
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "installed 1 packages and replaced 2 in" in out and "numpy 1.0 -> 2.0" in out

@@ -246,7 +246,7 @@ def run_benchmark(
 
     import torch
 
-    from utils.model import materialize_random_model
+    from utils.model_cache import materialize_random_model
 
     cuda = torch.cuda.is_available()
     steps = steps or (10 if cuda else 3)

@@ -6,7 +6,6 @@ in the kit's words), the data files are read, the model is known to be reachable
 """
 
 import dataclasses
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,6 @@ from pathlib import Path
 from utils import runs
 from utils.checks import choose, closest, describe_type, has_type
 from utils.config import (
-    DEFAULT_MODEL,
     EXPERIMENTS,
     SMOKE_OVERRIDES,
     ExperimentConfig,
@@ -22,11 +20,10 @@ from utils.config import (
     run_label,
     untrained_model_id,
 )
-from utils.data import check_data_dir, hub_reachable
-from utils.named_models import GGUF_MODELS, NAMED_MODELS
+from utils.data import check_data_dir
+from utils.preflight import integration_problems, model_name_problems, run_root_problems
 from utils.prompts import prompt_label
 from utils.runtime import pick_dtype, rank_and_processes
-from utils.session import how_to_add_secret, hub_repo_problems
 
 
 def experiment_settings(experiment: str) -> dict:
@@ -68,7 +65,8 @@ def make_config(experiment: str, smoke: bool = False, overrides: dict | None = N
 def check_environment(cfg: ExperimentConfig) -> None:
     """What needs the installed libraries or the disk, before any model is loaded: TRL's own checks of the arguments
     the run gives it, the model's availability, the data files (``data_dir`` or ``$GSM8K_DIR``)."""
-    problems = trl_problems(cfg) + model_name_problems(cfg.model_name)
+    problems = trl_problems(cfg) + model_name_problems(cfg.model_name) + integration_problems(cfg)
+    problems = problems or run_root_problems(cfg.run_root)
     if problems:
         raise ValueError(f"Invalid config for {cfg.name!r}:\n- " + "\n- ".join(problems))
     data_dir = cfg.data_dir or os.environ.get("GSM8K_DIR")
@@ -154,6 +152,18 @@ SET_THROUGH = {
 }
 
 
+# GRPOConfig arguments whose accepted values TRL 1.14 states only in its help and checks late, if at all (a wrong
+# scale_rewards fails inside the first step's loss, or silently changes meaning). tests/test_errors.py checks every
+# value here against the installed TRL's help, so the list follows TRL.
+TRL_CHOICES = {
+    "scale_rewards": ("group", "batch", "none", True, False),
+    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
+    "vllm_mode": ("server", "colocate"),
+    "vllm_model_impl": ("transformers", "vllm"),
+    "importance_sampling_level": ("token", "sequence"),
+}
+
+
 def trl_problems(cfg: ExperimentConfig) -> list[str]:
     """What TRL and transformers refuse of the arguments the run gives them, asked of them: ``GRPOConfig`` is built
     here (it checks ``optim`` and ``lr_scheduler_type``), and so is the list of loggers (``report_to``). Before that,
@@ -179,7 +189,11 @@ def trl_problems(cfg: ExperimentConfig) -> list[str]:
             problems.append(f"trl_args[{name!r}]: set the config field {name} instead")
         elif name in kit:
             problems.append(f"trl_args[{name!r}]: fixed by the kit for every run (to {kit[name]!r})")
-        elif name in hints and not has_type(hints[name], value):
+        elif name in TRL_CHOICES and value not in TRL_CHOICES[name]:
+            accepted = ", ".join(map(repr, TRL_CHOICES[name]))
+            hint = f" (did you mean {c!r}?)" if (c := closest(value, TRL_CHOICES[name])) else ""
+            problems.append(f"trl_args[{name!r}]={value!r}: TRL accepts {accepted}{hint}")
+        elif name in hints and name not in TRL_CHOICES and not has_type(hints[name], value):
             problems.append(f"trl_args[{name!r}]={value!r}: TRL expects {describe_type(hints[name])}")
     if problems:
         return problems
@@ -207,74 +221,6 @@ def refusal_in_kit_words(cfg: ExperimentConfig, error: Exception) -> str:
         if value not in values and str(value) in str(error):
             return f"{name}={value!r}: transformers refuses it ({error}); {choose(value, values)}"
     return f"TRL's GRPOConfig refuses these settings: {error}"
-
-
-def model_name_problems(model_name: str) -> list[str]:
-    """A model that cannot load here: a named model whose package is missing, or a hub model the hub would have to
-    serve while it cannot be reached (it would retry for a minute, then fail after the config cell)."""
-    if model_name in GGUF_MODELS:
-        spec = GGUF_MODELS[model_name]
-        modules = [(req, module) for req, module, _, _ in spec.parts] + [("gguf==0.19.0", "gguf")]
-        missing = [req for req, module in modules if importlib.util.find_spec(module) is None]
-        return [f"model_name={model_name!r} needs {', '.join(missing)}: {spec.install}"] if missing else []
-    if model_name in NAMED_MODELS or model_name == DEFAULT_MODEL or Path(model_name).is_dir():
-        return []
-    if hub_reachable() or _in_hub_cache(model_name):
-        return []
-    offline = [DEFAULT_MODEL, *NAMED_MODELS]
-    close = closest(model_name, offline)
-    return [
-        f"model_name={model_name!r}: the hub cannot be reached and this model is neither downloaded nor a local "
-        f"folder. Offline: {DEFAULT_MODEL!r} (its tokenizer is bundled; weights must be in the hub cache), "
-        f"{', '.join(map(repr, NAMED_MODELS))}, or a local folder" + (f" (did you mean {close!r}?)" if close else "")
-    ]
-
-
-def check_push(repo_id: str | None) -> None:
-    """Before any model loads: a push target is a well-formed repo id, a token was found (``utils.session``), and,
-    where the hub can be reached, the token may write there. Raises ValueError naming what to fix."""
-    if repo_id is None:
-        return
-    problems = hub_repo_problems(repo_id)
-    if not problems and not os.environ.get("HF_TOKEN"):
-        problems = [f"HUB_REPO_ID={repo_id!r} needs a Hugging Face token with write access, and HF_TOKEN was not "
-                    f"found: {how_to_add_secret('HF_TOKEN')}"]  # fmt: skip
-    if not problems and not hub_reachable():
-        print(f"The hub cannot be reached now: write access to {repo_id} is not checked, and the push will fail "
-              "unless the hub is back by then.")  # fmt: skip
-    elif not problems:
-        problems = _write_access_problems(repo_id)
-    if problems:
-        raise ValueError("The push to the hub would fail after training:\n- " + "\n- ".join(problems))
-    print(f"push to {repo_id}: checked")
-
-
-def _write_access_problems(repo_id: str) -> list[str]:
-    from huggingface_hub import HfApi
-
-    try:
-        who = HfApi().whoami(token=os.environ["HF_TOKEN"])
-    except Exception as error:  # an invalid or revoked token; the message never holds the token
-        return [f"the hub refused HF_TOKEN ({type(error).__name__}): check it, or make a new one at "
-                "huggingface.co/settings/tokens"]  # fmt: skip
-    namespace = repo_id.split("/")[0]
-    owners = [who.get("name"), *(org.get("name") for org in who.get("orgs", []))]
-    role = who.get("auth", {}).get("accessToken", {}).get("role")
-    if role == "read":
-        return ["HF_TOKEN is a read token: make one with write access at huggingface.co/settings/tokens"]
-    if namespace not in owners:
-        return [f"HF_TOKEN belongs to {who.get('name')!r}, who cannot write to {namespace!r} (yours: "
-                f"{', '.join(map(repr, owners))})"]  # fmt: skip
-    return []
-
-
-def _in_hub_cache(model_name: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(model_name, "config.json"), str)
-    except Exception:  # an id the hub would refuse: not cached either
-        return False
 
 
 def config_table(cfg: ExperimentConfig):

@@ -15,6 +15,7 @@ A cross-check: on the same completions, lm-eval's flexible extraction and the ki
 on almost every one; where they do not, the examples say why.
 """
 
+import json
 import os
 import time
 from pathlib import Path
@@ -66,15 +67,16 @@ def local_tasks(folder: Path, data_dir) -> dict[str, str]:
     names = {}
     for protocol, spec in PROTOCOLS.items():
         name = f"{spec['task']}_kit_local"
+        quoted = lambda path: json.dumps(str(path))  # noqa: E731 (YAML reads JSON strings: any folder name)
         (folder / f"{name}.yaml").write_text(
-            f"include: {source / spec['file']}\n"
+            f"include: {quoted(source / spec['file'])}\n"
             f"task: {name}\n"
             "dataset_path: json\n"
             "dataset_name: null\n"
             "dataset_kwargs:\n"
             "  data_files:\n"
-            f"    train: {Path(data_dir) / 'train.jsonl'}\n"
-            f"    test: {Path(data_dir) / 'test.jsonl'}\n"
+            f"    train: {quoted(Path(data_dir).resolve() / 'train.jsonl')}\n"
+            f"    test: {quoted(Path(data_dir).resolve() / 'test.jsonl')}\n"
         )
         names[protocol] = name
     return names

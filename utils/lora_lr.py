@@ -65,7 +65,8 @@ def toy_model(folder: Path) -> str:
     """The random Qwen2 of this check, saved once (a path, so full fine-tuning's reference can be rebuilt)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from utils.model import ASSETS_DIR, TINY_OVERRIDES, load_tokenizer
+    from utils.model import load_tokenizer
+    from utils.model_cache import ASSETS_DIR, TINY_OVERRIDES
 
     if not (folder / "model.safetensors").exists():
         config = AutoConfig.from_pretrained(ASSETS_DIR)

