@@ -35,9 +35,9 @@ started=$(date +%s)
   echo "=== benchmark"
   left=$(( BUDGET - ($(date +%s) - started) ))
   if [ "$MODE" = "--dry-run" ]; then
-    python3 -m utils.bench --steps 2 --lengths 8 --experiments exp2_oneshot --out-dir "$WORK/bench" --budget "$left"
+    python3 -m utils.scripts.bench --steps 2 --lengths 8 --experiments exp2_oneshot --out-dir "$WORK/bench" --budget "$left"
   else
-    python3 -m utils.bench --steps 3 --out-dir "$WORK/bench" --budget "$left"
+    python3 -m utils.scripts.bench --steps 3 --out-dir "$WORK/bench" --budget "$left"
   fi
   cp "$WORK/bench/bench.json" "$OUT/bench.json"
   echo "=== done in $(( $(date +%s) - started )) s: $OUT/bench.json"

@@ -111,8 +111,8 @@ def test_study_csv_is_committed_small():
 
 
 def test_readme_and_study_comparison_are_generated_from_the_data():
-    from utils.report import main
+    from utils.scripts.report import main
 
     assert main(["--check"]) == 0, (
-        "README results or chart/study_comparison.json are stale: run python -m utils.report"
+        "README results or chart/study_comparison.json are stale: run python -m utils.scripts.report"
     )

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from utils.bench import markdown_table, project_epoch, run_benchmark
+from utils.scripts.bench import markdown_table, project_epoch, run_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_epoch_projection_arithmetic():
 
 
 def test_memory_estimates_grow_with_the_model_and_shrink_with_sharding():
-    from utils.report import memory_estimates
+    from utils.scripts.report import memory_estimates
 
     rows = memory_estimates(gpus=4)
     lora = [r["LoRA r64, one GPU"] for r in rows]
@@ -49,7 +49,7 @@ def test_memory_estimates_grow_with_the_model_and_shrink_with_sharding():
 
 def test_evaluation_time_estimate_arithmetic():
     from utils.experiments import make_config
-    from utils.report import ASSUMED_T4_SECONDS_PER_DECODE_STEP, t4_evaluation_minutes
+    from utils.scripts.report import ASSUMED_T4_SECONDS_PER_DECODE_STEP, t4_evaluation_minutes
 
     minutes, arithmetic = t4_evaluation_minutes(make_config("exp2_oneshot", ood_eval_limit=0))["greedy"]
     assert "gsm8k 1,319 questions" in arithmetic and "21 batches" in arithmetic  # ceil(1319 / 64)
@@ -58,7 +58,7 @@ def test_evaluation_time_estimate_arithmetic():
 
 @pytest.mark.slow
 def test_a_published_benchmark_is_rendered_into_the_readme(kit_and_study, tmp_path):
-    from utils.report import speed_markdown
+    from utils.scripts.report import speed_markdown
 
     assert "No GPU benchmark has been published yet" in speed_markdown(tmp_path / "absent.json")
     text = speed_markdown(kit_and_study[1] / "bench.json")
@@ -67,7 +67,7 @@ def test_a_published_benchmark_is_rendered_into_the_readme(kit_and_study, tmp_pa
 
 @pytest.mark.slow
 def test_the_lora_learning_rate_check_runs_and_reports(tmp_path):
-    from utils.lora_lr import markdown, sweep
+    from utils.scripts.lora_lr import markdown, sweep
 
     report = sweep(rates=[1e-4, 1e-2], seeds=[0], steps=1, out_dir=tmp_path)
     saved = json.loads((tmp_path / "lora_lr.json").read_text())

@@ -116,7 +116,7 @@ def test_runs_go_to_drive_on_colab_to_working_on_kaggle_and_stay_put_elsewhere(m
 def test_a_failing_notebook_says_where_its_output_was_saved(monkeypatch):
     import papermill
 
-    from utils.pipeline import main
+    from utils.scripts.pipeline import main
 
     def fails(input_path, output_path, **kwargs):
         raise papermill.PapermillExecutionError(7, 3, "train(...)", "ValueError", "bad reward", [])

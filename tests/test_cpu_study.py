@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from utils import cpu_study
+from utils.scripts import cpu_study
 
 TAGGED = "<reasoning>\nthree\n</reasoning>\n<answer>\n3\n</answer>\n"
 UNTAGGED = "The answer is 3."
@@ -33,12 +33,12 @@ def test_paired_counts_tags_and_tests_the_discordant_pairs():
 
 
 def test_the_readme_section_is_rendered_from_the_result(tmp_path):
-    assert "No CPU study has been published yet" in cpu_study.markdown(tmp_path / "absent.json")
+    assert "No CPU study published yet" in cpu_study.markdown(tmp_path / "absent.json")
     a = records([TAGGED, UNTAGGED], [10, 20])
     result = {
         "prompts_untrained": cpu_study.paired(a, a, ("system prompt", "one-shot")),
         "experiments": {},
-        "provenance": cpu_study.provenance(120, "python -m utils.cpu_study --steps 0"),
+        "provenance": cpu_study.provenance(120, "python -m utils.scripts.cpu_study --steps 0"),
     }
     cpu_study.runs.write_json(tmp_path / "cpu_study.json", result)
     text = cpu_study.markdown(tmp_path / "cpu_study.json")
@@ -49,7 +49,8 @@ def test_the_sweep_table_is_rendered_from_the_sweep(tmp_path):
     assert "No settings sweep" in cpu_study.sweep_markdown(tmp_path / "absent.json")
     row = {"setting": "bf16, 2x4, 128 tokens", "seconds_per_step": 41.2, "completions_per_minute": 11.65,
            "groups_with_signal": 0.25, "truncated_share": 0.5, "mean_reward": 0.0312}  # fmt: skip
-    sweep = {"steps": 6, "rows": [row], "provenance": cpu_study.provenance(600, "python -m utils.cpu_study --sweep")}
+    command = "python -m utils.scripts.cpu_study --sweep"
+    sweep = {"steps": 6, "rows": [row], "provenance": cpu_study.provenance(600, command)}
     cpu_study.runs.write_json(tmp_path / "cpu_sweep.json", sweep)
     text = cpu_study.sweep_markdown(tmp_path / "cpu_sweep.json")
     assert "| **bf16, 2x4, 128 tokens** (the study's) | 41 (1.00x) | 11.7 | 25% | 50% | 0.031 |" in text
@@ -58,7 +59,7 @@ def test_the_sweep_table_is_rendered_from_the_sweep(tmp_path):
 
 @pytest.mark.slow
 def test_the_cpu_benchmark_measures_each_configuration_and_divides_what_it_measured(tmp_path):
-    from utils import cpu_bench
+    from utils.scripts import cpu_bench
 
     out, root = tmp_path / "cpu_bench.json", tmp_path / "runs"
     result = cpu_bench.run("tiny", steps=2, length=8, out=out, run_root=root)

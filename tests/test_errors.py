@@ -229,7 +229,7 @@ def test_real_model_without_gpu_says_what_to_do():
 @pytest.mark.bad_input
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
 def test_pipeline_without_gpu_says_what_to_do():
-    from utils.pipeline import main
+    from utils.scripts.pipeline import main
 
     with pytest.raises(SystemExit, match="need a CUDA GPU.*--smoke"):
         main(["--only", "02"])

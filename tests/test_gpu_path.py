@@ -188,7 +188,7 @@ exit 0
 
 
 def test_only_the_kits_benchmark_worker_imports_unsloth_and_the_t4_cap_is_14_gib():
-    from utils.bench import t4_memory_fraction, uses_unsloth
+    from utils.scripts.bench import t4_memory_fraction, uses_unsloth
 
     assert uses_unsloth("kit") and not uses_unsloth("study")
     assert t4_memory_fraction(80.0) * 80.0 == pytest.approx(14.0)

@@ -3,7 +3,7 @@ Python against a stand-in environment holding exactly the image's packages. Need
 
 import pytest
 
-from utils.hosted import IMAGES, markdown, read_freeze, resolve
+from utils.scripts.hosted import IMAGES, markdown, read_freeze, resolve
 
 
 def test_a_freeze_list_is_read_with_its_pinned_and_url_lines(tmp_path):
@@ -27,6 +27,6 @@ def test_the_readme_table_names_each_image_and_what_is_replaced(tmp_path):
     path = tmp_path / "hosted.json"
     image = {"image": "Colab GPU", "python": "3.13", "package_list": "list (2026-08-19)", "torch": "2.11.0+cu128",
              "replaced": {"pyarrow": ["18.1.0", "26.0.1"]}, "added": ["unsloth 2026.10.9"], "replaces_kept_whole": []}
-    path.write_text(json.dumps({"date": "2026-12-06", "command": "python -m utils.hosted", "images": [image]}))
+    path.write_text(json.dumps({"date": "2026-12-06", "command": "python -m utils.scripts.hosted", "images": [image]}))
     row = "| Colab GPU (list (2026-08-19)) | 3.13 | 2.11.0+cu128, kept | pyarrow 18.1.0 → 26.0.1 | 1 |"
     assert row in markdown(path)

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from utils import REPO_ROOT, runs
-from utils.pipeline import NOTEBOOKS, SMOKE_ROOT, run
+from utils.scripts.pipeline import NOTEBOOKS, SMOKE_ROOT, run
 
 EXPERIMENT_NOTEBOOKS = [nb for nb in NOTEBOOKS if nb[:2] in ("01", "02", "03", "04")]
 
@@ -37,7 +37,7 @@ def test_experiment_notebooks_differ_only_in_title_and_parameters():
 def test_smoke_pipeline_executes_every_notebook_and_writes_runs(monkeypatch):
     from test_session import MARKER
 
-    monkeypatch.setenv("HF_TOKEN", MARKER)  # a token in the environment, as `python -m utils.pipeline` users keep it
+    monkeypatch.setenv("HF_TOKEN", MARKER)  # a token in the environment, where pipeline users keep it
     out_dir = run(smoke=True)
     root = REPO_ROOT / SMOKE_ROOT
     written = [p for p in root.rglob("*") if p.is_file()]
@@ -47,7 +47,7 @@ def test_smoke_pipeline_executes_every_notebook_and_writes_runs(monkeypatch):
         errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, (name, errors)
     from utils.experiments import baseline_dir, make_config
-    from utils.pipeline import SMOKE_SEEDS
+    from utils.scripts.pipeline import SMOKE_SEEDS
 
     trained = [
         make_config(name[3:], smoke=True, seed=seed)

@@ -16,9 +16,9 @@ from utils import runs
 from utils.callbacks import TrainingDiverged
 from utils.evaluate import evaluate
 from utils.experiments import make_config
-from utils.lora_lr import expected_low_token_share, low_token_share
 from utils.model import load_model
 from utils.rewards import build_rewards
+from utils.scripts.lora_lr import expected_low_token_share, low_token_share
 from utils.trainer import train
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,8 @@ from utils.session import secret_problems
 
 STUDY_LEARNING_RATE = 5e-6  # the study's, for full fine-tuning
 # LoRA's best learning rate over full fine-tuning's: ~10x ("LoRA Without Regret", Schulman et al., Thinking Machines,
-# 2025, with alpha 32 and alpha / rank scaling; verl's LoRA guide: an order of magnitude); utils.lora_lr checks it.
+# 2025, with alpha 32 and alpha / rank scaling; verl's LoRA guide: an order of magnitude); checked by
+# utils.scripts.lora_lr.
 LORA_LEARNING_RATE_FACTOR = 10
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 # The loss types TRL 1.14's GRPOTrainer implements. TRL checks the name only when it computes the first loss, after a

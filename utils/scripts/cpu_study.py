@@ -1,8 +1,8 @@
 """The CPU mini-study: what the study's prompts and rewards do to a real model, SmolLM2-135M-Instruct, on a CPU.
 
-    python -m utils.pipeline --cpu                 # the whole mini-study (time measured and written in the README)
-    python -m utils.cpu_study --sweep              # the short sweep that chose CPU_SETTINGS
-    python -m utils.cpu_study --steps 60 --experiments exp2_oneshot --out chart/cpu_study_longer.json
+    python -m utils.scripts.cpu_study              # the whole mini-study (time measured and written in the README)
+    python -m utils.scripts.cpu_study --sweep              # the short sweep that chose CPU_SETTINGS
+    python -m utils.scripts.cpu_study --steps 60 --experiments exp2_oneshot --out chart/cpu_study_longer.json
 
 Part 1, without training (the study's objective 3, finding 1): the untrained model's format compliance with the system
 prompt alone (Exp1's prompt) and with the one-shot example (Exp2's), on the same test questions, paired (McNemar).
@@ -106,7 +106,7 @@ def reward_curves(run_dir) -> pd.DataFrame:
     return logs[keep].rename(columns={c: c.split("/")[1] for c in columns})
 
 
-def provenance(seconds: float, command: str = "python -m utils.pipeline --cpu", model_name="smollm2-135m") -> dict:
+def provenance(seconds: float, command: str = "python -m utils.scripts.cpu_study", model_name="smollm2-135m") -> dict:
     import torch
 
     spec = GGUF_MODELS[model_name]
@@ -153,10 +153,9 @@ def run_study(data_dir=None, steps: int | None = None, experiments=EXPERIMENTS, 
             "trained_vs_untrained": paired(untrained[name], read_eval(run_dir), ("untrained", "trained")),
             "reward_curves": curves.to_dict("list"),
         }
-    command = "python -m utils.cpu_study" + (f" --steps {steps}" if steps is not None else "")
+    command = "python -m utils.scripts.cpu_study" + (f" --steps {steps}" if steps is not None else "")
     command += f" --experiments {' '.join(experiments)}" if tuple(experiments) != EXPERIMENTS else ""
     command += f" --out {os.path.relpath(out, REPO_ROOT)}" if Path(out).resolve() != RESULT else ""
-    command = "python -m utils.pipeline --cpu" if command == "python -m utils.cpu_study" else command
     result["provenance"] = provenance(time.time() - started, command)
     runs.write_json(out, result)
     for path in draw_charts(result, out):
@@ -224,7 +223,7 @@ def sweep(data_dir=None, steps: int = SWEEP_STEPS, out=SWEEP) -> list[dict]:
             "truncated_share": logs.get("completions/clipped_ratio", pd.Series(dtype=float)).mean(),
         })  # fmt: skip
         print(rows[-1])
-    command = "python -m utils.cpu_study --sweep" + (f" --steps {steps}" if steps != SWEEP_STEPS else "")
+    command = "python -m utils.scripts.cpu_study --sweep" + (f" --steps {steps}" if steps != SWEEP_STEPS else "")
     runs.write_json(out, {"steps": steps, "rows": rows, "provenance": provenance(time.time() - started, command)})
     return rows
 
@@ -232,7 +231,7 @@ def sweep(data_dir=None, steps: int = SWEEP_STEPS, out=SWEEP) -> list[dict]:
 def sweep_markdown(path=SWEEP) -> str:
     """The README's table of the settings sweep, from ``chart/cpu_sweep.json``."""
     if not Path(path).is_file():
-        return "No settings sweep has been published yet: `python -m utils.cpu_study --sweep` writes it."
+        return "No settings sweep has been published yet: `python -m utils.scripts.cpu_study --sweep` writes it."
     sweep = runs.read_json(path)
     source = sweep["provenance"]
     lines = [
@@ -261,7 +260,7 @@ def _share(block: dict, key: str) -> str:
 def markdown(path=RESULT) -> str:
     """The README's section on the mini-study, from ``chart/cpu_study.json``."""
     if not Path(path).is_file():
-        return "No CPU study has been published yet: `python -m utils.pipeline --cpu` writes `chart/cpu_study.json`."
+        return "No CPU study published yet: `python -m utils.scripts.cpu_study` writes `chart/cpu_study.json`."
     result = runs.read_json(path)
     source = result["provenance"]
     lines = [
@@ -278,20 +277,24 @@ def markdown(path=RESULT) -> str:
     if not result["experiments"]:
         lines.append("\nThis run trained nothing (`--steps 0`): the untrained model only.")
     for title, block, a, b in blocks:
-        if not block:
-            continue
-        lines += [f"\n**{title}**, n = {block['n']} test questions\n", f"| | {a} | {b} | p |", "|---|---|---|---|"]
-        for m, label in METRICS.items():
-            label = label.replace("<answer>", "`<answer>`")
-            lines.append(f"| {label} | {_share(block[m], a)} | {_share(block[m], b)} | {block[m]['mcnemar_p']:.3g} |")
-        tokens = block["completion_tokens"]
-        low, high = tokens["difference"]["ci95"]
-        lines.append(
-            f"| completion tokens (mean; cut at the limit) | {tokens[a]:.0f} ({tokens['truncated'][0]:.0%}) | "
-            f"{tokens[b]:.0f} ({tokens['truncated'][1]:.0%}) | difference {tokens['difference']['mean']:+.0f} "
-            f"[{low:+.0f}, {high:+.0f}] |"
-        )
+        lines += paired_markdown(title, block, a, b) if block else []
     return "\n".join(lines)
+
+
+def paired_markdown(title: str, block: dict, a: str, b: str, questions: str = "test questions") -> list[str]:
+    """One ``paired`` comparison as a table: each metric for A and B with intervals and McNemar's p, then lengths."""
+    lines = [f"\n**{title}**, n = {block['n']} {questions}\n", f"| | {a} | {b} | p |", "|---|---|---|---|"]
+    for m, label in METRICS.items():
+        label = label.replace("<answer>", "`<answer>`")
+        lines.append(f"| {label} | {_share(block[m], a)} | {_share(block[m], b)} | {block[m]['mcnemar_p']:.3g} |")
+    tokens = block["completion_tokens"]
+    low, high = tokens["difference"]["ci95"]
+    lines.append(
+        f"| completion tokens (mean; cut at the limit) | {tokens[a]:.0f} ({tokens['truncated'][0]:.0%}) | "
+        f"{tokens[b]:.0f} ({tokens['truncated'][1]:.0%}) | difference {tokens['difference']['mean']:+.0f} "
+        f"[{low:+.0f}, {high:+.0f}] |"
+    )
+    return lines
 
 
 def main(argv=None) -> None:

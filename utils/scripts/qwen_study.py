@@ -2,8 +2,8 @@
 Exp4 trained side by side with the same seed and settings, and the study's Exp2-vs-Exp4 charts drawn from the kit's
 own logs beside the study's.
 
-    python -m utils.pipeline --cpu                    # this study (hours on 2 cores; a rerun continues where it was)
-    python -m utils.qwen_study --steps 40 --run-root runs/cpu_qwen
+    python -m utils.scripts.pipeline --cpu            # this study (hours on 2 cores; a rerun continues where it was)
+    python -m utils.scripts.qwen_study --steps 40 --run-root runs/cpu_qwen
 
 1. Untrained, the system prompt (Exp1's) vs the one-shot example (Exp2's) on the same GSM8K test questions.
 2. Exp2 and Exp4, GRPO with the same seed and settings; their per-step completion length and batch accuracy beside
@@ -14,7 +14,7 @@ own logs beside the study's.
 
 Resumable: training resumes from its checkpoints and every evaluation already done is reused, so the study can be
 completed over several sittings. Results go to chart/cpu_qwen.json and chart/cpu_qwen_*.png, rendered by
-``utils.report`` into the README.
+``utils.scripts.report`` into the README.
 """
 
 import argparse
@@ -26,11 +26,12 @@ import pandas as pd
 
 from utils import REPO_ROOT, runs
 from utils.analysis import read_eval
-from utils.cpu_study import paired, provenance, raw_logs
 from utils.experiments import baseline_dir, make_config
 from utils.grading import STRICT_FORMAT_END_OF_TURN_RE
 from utils.logs import load_run_logs
 from utils.model import load_model
+from utils.scripts.cpu_study import paired, paired_markdown, provenance, raw_logs
+from utils.stats import format_interval
 from utils.study import METRICS as CURVE_METRICS
 from utils.study import compare_pair, load_study_runs, plot_comparison, study_experiments
 from utils.train import evaluate_baseline, experiment_rewards, train_and_evaluate
@@ -49,7 +50,7 @@ QWEN_SETTINGS = dict(
 )  # fmt: skip
 STRICT_FORMAT_REWARD = "strict_format_reward_func"
 KIT_WINDOWS = 4  # the kit's steps are compared in this many equal windows, and over all of them
-MIN_WINDOW_STEPS = 5  # a block bootstrap needs a few steps to estimate its block length
+MIN_WINDOW_STEPS = 10  # a block bootstrap needs enough steps to estimate its block length (Politis-White: > 7)
 
 
 def with_end_of_turn(records: pd.DataFrame) -> pd.DataFrame:
@@ -136,7 +137,7 @@ def run_study(data_dir=None, steps: int | None = None, run_root: str | None = No
     result["exp4_vs_exp2_training"] = compare_pair(
         curves["exp2_oneshot"], curves["exp4_cosine_no_penalty"], last, windows=kit_windows(last)
     )
-    command = "python -m utils.pipeline --cpu" + (f" --steps {steps}" if steps else "")
+    command = "python -m utils.scripts.pipeline --cpu" + (f" --steps {steps}" if steps else "")
     result["provenance"] = provenance(time.time() - started, command, MODEL)
     result["provenance"]["note"] = "seconds: this sitting only; reused parts took their time in earlier sittings"
     runs.write_json(out, result)
@@ -160,6 +161,44 @@ def draw_charts(result: dict, out=RESULT) -> list[Path]:
         fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
         plt.close(fig)
     return paths
+
+
+def markdown(path=RESULT) -> str:
+    """The CPU page's section on this study, from ``chart/cpu_qwen.json``."""
+    if not Path(path).is_file():
+        return ("Not published yet: `python -m utils.scripts.pipeline --cpu` writes `chart/cpu_qwen.json` and its "
+                "charts when every part has run.")  # fmt: skip
+    result = runs.read_json(path)
+    source = result["provenance"]
+    sets = {"gsm8k": "GSM8K test questions", "mawps": "MultiArith questions"}
+    lines = [f"{source['model']} from `{source['package']}`, greedy evaluation, {source['machine']}, {source['date']} "
+             f"(`{source['command']}`). Shares with 95% Wilson intervals; p: McNemar's exact test on paired verdicts."]
+    lines += paired_markdown("untrained: system prompt vs one-shot", result["prompts_untrained"], "system prompt",
+                             "one-shot")  # fmt: skip
+    for name, e in result["experiments"].items():
+        for s, block in e["trained_vs_untrained"].items():
+            title = f"{name}, {e['steps']} GRPO steps ({e['train_seconds'] / 60:.0f} min), on {s}"
+            lines += paired_markdown(title, block, "untrained", "trained", sets[s])
+    for s, block in result["exp4_vs_exp2"].items():
+        lines += paired_markdown(f"Exp4 vs Exp2, trained, on {s}", block, "exp2", "exp4", sets[s])
+    lines += ["\n**Exp4 - Exp2 during training**, per step window (paired block bootstrap, 95% intervals)\n",
+              "| steps | completion tokens | batch accuracy (strict) |", "|---|---|---|"]  # fmt: skip
+    for w in result["exp4_vs_exp2_training"]:
+        length, accuracy = w["metrics"]["completion_length"], w["metrics"]["accuracy"]
+        lines.append(f"| {w['steps']} | {format_interval(length['difference'], length['ci95'], 1, signed=True)} | "
+                     f"{format_interval(accuracy['difference'], accuracy['ci95'], 3, signed=True)} |")  # fmt: skip
+    study = result["study_strict_format_in_training"]
+    lines += ["\n**The study's strict-format reward, how often it paid**: in the study's Exp2 logs "
+              + ", ".join(f"{v:.0%} in steps {k}" for k, v in study.items()) + "; in the kit's training: "
+              + ", ".join(f"{n} {e['strict_format_in_training']['share']:.0%}"
+                          for n, e in result["experiments"].items())
+              + ". Held out, the study's regex vs the variant that accepts the end of the turn after `</answer>`: "
+              + "; ".join(f"{n} on {s}: {v['study']:.0%} vs {v['end_of_turn']:.0%}"
+                          for n, e in result["experiments"].items() for s, v in e["strict_format_held_out"].items())
+              + "."]  # fmt: skip
+    paths = [Path(path).with_name(f"{Path(path).stem}_{metric}.png") for metric in CURVE_METRICS]
+    lines += ["", *[f"![{p.stem}](../chart/{p.name})" for p in paths]]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:

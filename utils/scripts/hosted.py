@@ -4,7 +4,7 @@ against a stand-in environment that holds exactly the image's packages (metadata
 The check fails if torch would be replaced (gigabytes, and a broken torchvision); everything else it replaces is
 listed in the README.
 
-    python -m utils.hosted            # both images; writes chart/hosted_install.json (needs the package registry)
+    python -m utils.scripts.hosted     # both images; writes chart/hosted_install.json (needs the package registry)
 """
 
 import argparse
@@ -124,14 +124,15 @@ def resolve(image: str, requirements=REPO_ROOT / "requirements.txt") -> dict:
 
 def check_all(out=RESULT) -> list[dict]:
     results = [resolve(image) for image in IMAGES]
-    runs.write_json(out, {"date": time.strftime("%Y-%m-%d"), "command": "python -m utils.hosted", "images": results})
+    command = "python -m utils.scripts.hosted"
+    runs.write_json(out, {"date": time.strftime("%Y-%m-%d"), "command": command, "images": results})
     return results
 
 
 def markdown(path=RESULT) -> str:
     """The README's table of what the install changes on each image, from ``chart/hosted_install.json``."""
     if not Path(path).is_file():
-        return "Not checked yet: `python -m utils.hosted` writes it."
+        return "Not checked yet: `python -m utils.scripts.hosted` writes it."
     checked = runs.read_json(path)
     lines = [f"Checked on {checked['date']} with `{checked['command']}` (a dry-run resolution of `requirements.txt` "
              "against each image's published package list; nothing is installed).\n",

@@ -1,7 +1,7 @@
 """Benchmark: does every experiment fit a free T4, and how much faster is the kit than the study's setup?
 
-    python -m utils.bench                 # on a GPU: real Qwen2.5-0.5B architecture, random weights
-    python -m utils.bench --steps 3       # on a CPU: the tiny model, to check that it works
+    python -m utils.scripts.bench                 # on a GPU: real Qwen2.5-0.5B architecture, random weights
+    python -m utils.scripts.bench --steps 3       # on a CPU: the tiny model, to check that it works
 
 Runs a fixed number of GRPO optimizer steps for two configurations, in one run, each in its own process
 (so one's Unsloth patches and memory cannot affect the other):
@@ -270,7 +270,7 @@ def run_benchmark(
             continue
         out = out_dir / f"{config.replace(', ', '_').replace(' ', '-')}_{experiment}_{length}.json"
         print(f"--- {config} / {experiment} / {length} tokens x {steps} steps", flush=True)
-        command = [sys.executable, "-m", "utils.bench", "--worker", config, "--experiment", experiment]
+        command = [sys.executable, "-m", "utils.scripts.bench", "--worker", config, "--experiment", experiment]
         command += ["--length", str(length), "--steps", str(steps), "--model", model_name, "--out", str(out)]
         if not emulate_t4:
             command.append("--no-t4")
@@ -309,7 +309,7 @@ def eval_throughput(model_name: str, out_dir: Path, emulate_t4: bool, budget_sec
     if budget_seconds is not None and time.time() - started > budget_seconds:
         return {"status": "skipped: the budget was spent"}
     out = out_dir / "eval_throughput.json"
-    command = [sys.executable, "-m", "utils.bench", "--eval-worker", "--model", model_name, "--out", str(out)]
+    command = [sys.executable, "-m", "utils.scripts.bench", "--eval-worker", "--model", model_name, "--out", str(out)]
     done = subprocess.run(command + ([] if emulate_t4 else ["--no-t4"]), cwd=REPO_ROOT)
     return runs.read_json(out) if out.exists() else {"status": f"crashed (exit {done.returncode})"}
 

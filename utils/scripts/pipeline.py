@@ -1,10 +1,10 @@
 """Run the whole study: execute the notebooks in order with papermill, writing runs/ and chart/.
 
-    python -m utils.pipeline            # the real experiments (a CUDA GPU; hours)
-    python -m utils.pipeline --smoke    # tiny random model, a few CPU steps, bundled data: minutes, offline
-    python -m utils.pipeline --cpu      # the study's architecture on a CPU: Exp2 vs Exp4 (hours; resumable)
-    python -m utils.pipeline --only 02 05
-    python -m utils.pipeline --seeds 42 43 44   # every experiment with three seeds
+    python -m utils.scripts.pipeline            # the real experiments (a CUDA GPU; hours)
+    python -m utils.scripts.pipeline --smoke    # tiny random model, a few CPU steps, bundled data: minutes, offline
+    python -m utils.scripts.pipeline --cpu      # the study's architecture on a CPU: Exp2 vs Exp4 (hours; resumable)
+    python -m utils.scripts.pipeline --only 02 05
+    python -m utils.scripts.pipeline --seeds 42 43 44   # every experiment with three seeds
 
 Executed notebooks are saved next to the runs (runs/notebooks/, or runs/smoke/notebooks/), outputs included.
 Smoke runs write to runs/smoke/ and their charts to runs/smoke/chart/, never over the real ones. They are
@@ -64,7 +64,7 @@ def run(smoke: bool = False, only: list[str] | None = None, seeds: list[int] | N
         if not torch.cuda.is_available():
             raise SystemExit(
                 "The real experiments need a CUDA GPU (a free Colab or Kaggle T4 works). On a CPU run "
-                "`python -m utils.pipeline --smoke`, or `--only 00 05`."
+                "`python -m utils.scripts.pipeline --smoke`, or `--only 00 05`."
             )
     runs_root = REPO_ROOT / (SMOKE_ROOT if smoke else "runs")
     out_dir = runs_root / "notebooks"
@@ -103,12 +103,12 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="+", metavar="NN", help="notebook number prefixes to run, e.g. 02 05")
     parser.add_argument("--seeds", type=int, nargs="+", help="train every experiment with these seeds (SEEDS)")
     parser.add_argument(
-        "--cpu", action="store_true", help="the CPU study on Qwen2.5-Coder-0.5B: Exp2 vs Exp4 (utils/qwen_study.py)"
+        "--cpu", action="store_true", help="the CPU study on Qwen2.5-Coder-0.5B: Exp2 vs Exp4 (scripts/qwen_study.py)"
     )
     parser.add_argument("--data-dir", help="with --cpu: a folder with GSM8K's JSONL files; default: the hub")
     args = parser.parse_args(argv)
     if args.cpu:
-        from utils.qwen_study import run_study
+        from utils.scripts.qwen_study import run_study
 
         run_study(args.data_dir)
     else:

@@ -1,7 +1,7 @@
 """Does LoRA want a ~10x larger learning rate than full fine-tuning, as published? A toy-scale check on a CPU.
 
-    python -m utils.lora_lr                                        # 8 rates x full / LoRA x 3 seeds, on 2 CPU cores
-    python -m utils.lora_lr --seeds 0 --steps 2 --rates 1e-4 1e-3  # a quick look
+    python -m utils.scripts.lora_lr                                # 8 rates x full / LoRA x 3 seeds, on 2 CPU cores
+    python -m utils.scripts.lora_lr --seeds 0 --steps 2 --rates 1e-4 1e-3  # a quick look
 
 "LoRA Without Regret" (Schulman et al., Thinking Machines, 2025) finds LoRA's best learning rate about 10x full
 fine-tuning's, for supervised learning and RL alike, with alpha = 32 and the usual alpha / rank scaling (under which

@@ -1,7 +1,7 @@
 """Regenerate chart/ and the README's blocks from the data, so no number is typed by hand.
 
-python -m utils.report          # rewrite chart/*.png, chart/study_comparison.json and the README's blocks
-python -m utils.report --check  # exit 1 if a README block or study_comparison.json is out of date
+python -m utils.scripts.report          # rewrite chart/*.png, chart/study_comparison.json and the README's blocks
+python -m utils.scripts.report --check  # exit 1 if a README block or study_comparison.json is out of date
 
 The README's blocks: the study's results, the reliability counts (from the test suite's markers), the evaluation time
 estimate, the published GPU benchmark (chart/bench.json), the memory estimates, and the CPU mini-study, its settings
@@ -9,6 +9,7 @@ sweep and the CPU benchmark (chart/cpu_study.json, cpu_sweep.json, cpu_bench.jso
 """
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -17,13 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from utils import REPO_ROOT, cpu_bench, cpu_study, hosted, runs
+from utils import REPO_ROOT, runs
 from utils.analysis import compare_experiments, eval_table, load_kit_logs, sampled_experiments_table, seed_table
-from utils.bench import markdown_table
+from utils.config import ExperimentConfig
 from utils.data import EVAL_SETS
 from utils.evaluate import evaluated_sets, questions_limit
 from utils.experiments import make_config
 from utils.harness import PROTOCOLS, comparable_table, max_gen_toks
+from utils.scripts import cpu_bench, cpu_study, hosted, qwen_study
+from utils.scripts.bench import markdown_table
 from utils.stats import format_interval
 from utils.study import (
     RAMP_STEPS,
@@ -35,9 +38,10 @@ from utils.study import (
 )
 
 README = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs"
 CHART_DIR = REPO_ROOT / "chart"
 COMPARISON = CHART_DIR / "study_comparison.json"
-BENCH = CHART_DIR / "bench.json"  # a GPU benchmark run (python -m utils.bench), published by copying it here
+BENCH = CHART_DIR / "bench.json"  # a GPU benchmark run (python -m utils.scripts.bench), published by copying it here
 WINDOW = 50
 
 
@@ -91,7 +95,8 @@ def kit_results_lines(runs_root) -> list[str]:
     evals = eval_table(runs_root)
     if not len(evals):
         return [
-            "Held-out test accuracy of this kit's own runs appears here once `python -m utils.pipeline` has run "
+            "Held-out test accuracy of this kit's own runs appears here once `python -m utils.scripts.pipeline` has "
+            "run "
             "on a GPU."
         ]
     seeds = seed_table(runs_root).drop(columns="per_seed")
@@ -134,9 +139,9 @@ def kit_results_lines(runs_root) -> list[str]:
 
 def readme_with(text: str, name: str, block: str) -> str:
     """``text`` with the README block ``name`` replaced by ``block``."""
-    start, end = f"<!-- {name}:start (python -m utils.report) -->", f"<!-- {name}:end -->"
+    start, end = f"<!-- {name}:start (python -m utils.scripts.report) -->", f"<!-- {name}:end -->"
     if start not in text or end not in text:
-        raise ValueError(f"README.md lacks the markers {start!r} ... {end!r}.")
+        raise ValueError(f"The page lacks the markers {start!r} ... {end!r}.")
     head, rest = text.split(start, 1)
     return head + start + "\n" + block + "\n" + end + rest.split(end, 1)[1]
 
@@ -229,15 +234,15 @@ def eval_time_markdown() -> str:
     )
 
 
-LORA_LR = CHART_DIR / "lora_lr.json"  # a run of python -m utils.lora_lr, published by copying it here
+LORA_LR = CHART_DIR / "lora_lr.json"  # a run of python -m utils.scripts.lora_lr, published by copying it here
 
 
 def lora_lr_markdown(path=LORA_LR) -> str:
     """The published toy-scale check of LoRA's learning rate: its table, ratios, provenance; or a note."""
-    from utils.lora_lr import markdown
+    from utils.scripts.lora_lr import markdown
 
     if not Path(path).is_file():
-        return "No run of `python -m utils.lora_lr` has been published yet."
+        return "No run of `python -m utils.scripts.lora_lr` has been published yet."
     report = runs.read_json(path)
     env = report["environment"]
     return (
@@ -290,25 +295,80 @@ def memory_estimates(gpus: int = 4) -> list[dict]:
 def memory_markdown() -> str:
     table = pd.DataFrame(memory_estimates()).set_index("model").round(1)
     return (
-        "**Estimates in GiB, not measurements** (`utils.report.memory_estimates`: bytes per parameter for weights, "
+        "**Estimates in GiB, not measurements** (`utils.scripts.report.memory_estimates`: bytes per parameter for "
+        "weights, "
         "reference model, gradients and AdamW state, plus about 3 GiB for a micro-batch of 4 completions):\n\n"
         + table.to_markdown()
     )
 
 
-def updated_readme(comparison: dict) -> str:
-    text = README.read_text()
-    text = readme_with(text, "results", results_markdown(comparison, REPO_ROOT / "runs"))
-    text = readme_with(text, "reliability", reliability_markdown())
-    text = readme_with(text, "lora-lr", lora_lr_markdown())
-    text = readme_with(text, "eval-time", eval_time_markdown())
-    text = readme_with(text, "speed", speed_markdown())
-    text = readme_with(text, "cpu-study", cpu_study.markdown())
-    text = readme_with(text, "cpu-study-longer", cpu_study.markdown(cpu_study.LONGER))
-    text = readme_with(text, "cpu-sweep", cpu_study.sweep_markdown())
-    text = readme_with(text, "cpu-bench", cpu_bench.markdown())
-    text = readme_with(text, "hosted", hosted.markdown())
-    return readme_with(text, "memory", memory_markdown())
+def config_fields_markdown() -> str:
+    """Every config field with its default and help, from the dataclass itself, so the page cannot drift."""
+    rows = ["| field | default | what it is |", "|---|---|---|"]
+    for f in dataclasses.fields(ExperimentConfig):
+        if f.default is not dataclasses.MISSING:
+            default = f"`{f.default!r}`"
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f"`{f.default_factory()!r}`"
+        else:
+            default = "from the experiment"
+        rows.append(f"| `{f.name}` | {default} | {f.metadata['help'].replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def headline_markdown(comparison: dict) -> str:
+    """The front page's figures: the study's two findings about Exp2 vs Exp4 as its logs support them, and the kit's
+    best measured results, each with its n and where it was measured."""
+    study = written_reading(comparison).splitlines()[:2]
+    lines = ["**The study's logs** (one seed per setting, training-batch accuracy under its strict grader):", *study]
+    if cpu_study.LONGER.is_file():
+        longer = runs.read_json(cpu_study.LONGER)
+        run, source = longer["experiments"]["exp2_oneshot"], longer["provenance"]
+        block = run["trained_vs_untrained"]
+        strict, accuracy = block["format_strict"], block["correct_numeric"]
+        lines += [
+            "", f"**The kit on a CPU**: {source['model']}, Exp2, {run['steps']} GRPO steps, held-out GSM8K (n = "
+            f"{block['n']}, greedy): the study's strict format "
+            f"{format_interval(strict['untrained'], strict['untrained_ci95'])} untrained, "
+            f"{format_interval(strict['trained'], strict['trained_ci95'])} trained (McNemar p = "
+            f"{strict['mcnemar_p']:.2g}); accuracy (numeric grader) {accuracy['untrained']:.2f} -> "
+            f"{accuracy['trained']:.2f} (p = {accuracy['mcnemar_p']:.2g}), a model that scores about 1% on GSM8K. "
+            f"{source['machine']}, {source['date']}, `{source['command']}`."
+        ]  # fmt: skip
+    gpu = "no GPU run of the kit has been measured yet" if not BENCH.is_file() else "see docs/gpu-measurement.md"
+    return "\n".join([*lines, "", f"**On a GPU**: {gpu}."])
+
+
+def page_blocks(comparison: dict) -> dict:
+    """Every generated block, by the page that holds it."""
+    return {
+        README: {"headline": lambda: headline_markdown(comparison)},
+        DOCS / "results.md": {"results": lambda: results_markdown(comparison, REPO_ROOT / "runs")},
+        DOCS / "reliability.md": {"reliability": reliability_markdown},
+        DOCS / "parameters.md": {"config-fields": config_fields_markdown, "lora-lr": lora_lr_markdown},
+        DOCS / "evaluation.md": {"eval-time": eval_time_markdown},
+        DOCS / "gpu-measurement.md": {"speed": speed_markdown},
+        DOCS / "multi-gpu.md": {"memory": memory_markdown},
+        DOCS / "notebooks.md": {"hosted": hosted.markdown},
+        DOCS / "cpu.md": {
+            "cpu-study": cpu_study.markdown,
+            "cpu-study-longer": lambda: cpu_study.markdown(cpu_study.LONGER),
+            "cpu-sweep": cpu_study.sweep_markdown,
+            "cpu-bench": cpu_bench.markdown,
+            "cpu-qwen": qwen_study.markdown,
+        },
+    }
+
+
+def updated_pages(comparison: dict) -> dict:
+    """Each page's text with every block regenerated."""
+    pages = {}
+    for page, blocks in page_blocks(comparison).items():
+        text = page.read_text()
+        for name, make in blocks.items():
+            text = readme_with(text, name, make())
+        pages[page] = text
+    return pages
 
 
 def main(argv=None) -> int:
@@ -318,17 +378,20 @@ def main(argv=None) -> int:
     study = load_study_runs()
     comparison = study_comparison(study)
     comparison_text = json.dumps(comparison, indent=2) + "\n"
-    updated = updated_readme(comparison)
+    pages = updated_pages(comparison)
     if args.check:
-        current = README.read_text() == updated and COMPARISON.is_file() and COMPARISON.read_text() == comparison_text
-        print("README results are current." if current else "README results are stale: run python -m utils.report")
-        return 0 if current else 1
-    README.write_text(updated)
+        stale = [str(p.relative_to(REPO_ROOT)) for p, text in pages.items() if p.read_text() != text]
+        stale += [] if COMPARISON.is_file() and COMPARISON.read_text() == comparison_text else [str(COMPARISON)]
+        fix = f"Stale: {', '.join(stale)}: run python -m utils.scripts.report"
+        print("README and docs are current." if not stale else fix)
+        return 0 if not stale else 1
+    for page, text in pages.items():
+        page.write_text(text)
     CHART_DIR.mkdir(exist_ok=True)
     COMPARISON.write_text(comparison_text)
     for path in [COMPARISON, *draw_charts(study)]:
         print("wrote", path.relative_to(REPO_ROOT))
-    print("updated README.md results")
+    print("updated README.md and docs/")
     return 0
 
 

@@ -1,8 +1,8 @@
 """CPU speed on a real model, side by side in one run: float32 vs bf16, and the kit vs a bare TRL GRPOTrainer.
 
-    python -m utils.cpu_bench              # SmolLM2-135M-Instruct, 7 minutes on 2 cores: chart/cpu_bench.json
+    python -m utils.scripts.cpu_bench              # SmolLM2-135M-Instruct, 7 minutes on 2 cores: chart/cpu_bench.json
 
-Every configuration trains the CPU mini-study's batch (``utils.cpu_study.CPU_SETTINGS``: 2 prompts x 4 completions,
+Every configuration trains the CPU mini-study's batch (``cpu_study.CPU_SETTINGS``: 2 prompts x 4 completions,
 LoRA) with its completions forced to the same length, so each generates the same number of tokens:
   kit, fp32 / kit, bf16: the kit's trainer (``utils.trainer.train``: graders, logs, checks, run folder, final save);
   bare TRL, bf16: ``trl.GRPOTrainer`` alone with the same model, data, rewards and ``GRPOConfig``, and nothing else.
@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from utils import REPO_ROOT, runs
-from utils.cpu_study import CPU_SETTINGS, provenance
 from utils.data import SAMPLE_DATA_DIR, build_dataset, build_eval_dataset
 from utils.experiments import make_config
 from utils.generation import generate_completions
 from utils.model import load_model
+from utils.scripts.cpu_study import CPU_SETTINGS, provenance
 from utils.train import experiment_rewards
 from utils.trainer import grpo_config, train
 
@@ -106,7 +106,7 @@ def run(model_name: str = "smollm2-135m", steps: int = 3, length: int = 128, out
         model_name=model_name, steps=steps, completion_tokens=length, generation_batch=GENERATION_BATCH,
         prompts_per_step=CPU_SETTINGS["prompts_per_step"], num_generations=CPU_SETTINGS["num_generations"],
     )  # fmt: skip
-    command = "python -m utils.cpu_bench" + (f" --model {model_name}" if model_name != "smollm2-135m" else "")
+    command = "python -m utils.scripts.cpu_bench" + (f" --model {model_name}" if model_name != "smollm2-135m" else "")
     result = {"settings": settings, "configs": measured, "ratios": ratios,
               "provenance": {**provenance(time.time() - started, command), "model": model_name}}  # fmt: skip
     runs.write_json(out, result)
@@ -117,7 +117,7 @@ def run(model_name: str = "smollm2-135m", steps: int = 3, length: int = 128, out
 def markdown(path=RESULT) -> str:
     """The README's CPU speed table, from ``chart/cpu_bench.json``."""
     if not Path(path).is_file():
-        return "No CPU benchmark has been published yet: `python -m utils.cpu_bench` writes `chart/cpu_bench.json`."
+        return "No CPU benchmark published yet: `python -m utils.scripts.cpu_bench` writes `chart/cpu_bench.json`."
     result = runs.read_json(path)
     s, source = result["settings"], result["provenance"]
     lines = [

@@ -1,0 +1,51 @@
+"""The CPU study on the study's architecture, run end to end with the tiny model in its place: every part is written,
+a rerun reuses every evaluation and trains nothing more, and the page renders what was measured. Checks with a known
+answer: the strict-format variant and the windows the training curves are compared over."""
+
+import json
+
+import pytest
+
+from utils import runs
+from utils.scripts import qwen_study
+
+
+def test_the_end_of_turn_variant_accepts_exactly_the_missing_final_newline():
+    study = "<reasoning>\n9 * 2 = 18\n</reasoning>\n<answer>\n18\n</answer>\n"
+    records = qwen_study.pd.DataFrame({"completion": [study, study[:-1], study[:-1] + " more", "18"],
+                                       "format_strict": [True, False, False, False]})  # fmt: skip
+    assert qwen_study.strict_variants(records) == {"n": 4, "study": 0.25, "end_of_turn": 0.5}
+
+
+def test_the_kits_steps_are_compared_in_equal_windows_of_at_least_ten_steps():
+    assert qwen_study.kit_windows(40) == [(1, 10), (11, 20), (21, 30), (31, 40), (1, 40)]
+    assert qwen_study.kit_windows(12) == [(1, 12)] and qwen_study.kit_windows(9) == []
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_the_study_runs_end_to_end_and_a_rerun_reuses_everything(tmp_path, monkeypatch):
+    from utils.data import SAMPLE_DATA_DIR
+
+    tiny = dict(model_name="tiny", max_steps=10, eval_limit=4, ood_eval_limit=4, eval_max_new_tokens=8,
+                max_completion_length=8, save_steps=5, eval_batch_size=4, learning_rate=1e-3)  # fmt: skip
+    monkeypatch.setattr(qwen_study, "QWEN_SETTINGS", {**qwen_study.QWEN_SETTINGS, **tiny})
+    out = tmp_path / "chart" / "cpu_qwen.json"
+    out.parent.mkdir()
+    first = qwen_study.run_study(str(SAMPLE_DATA_DIR), None, str(tmp_path / "runs"), out)
+    assert set(first["experiments"]) == {"exp2_oneshot", "exp4_cosine_no_penalty"}
+    assert all(e["steps"] == 10 for e in first["experiments"].values())
+    assert first["prompts_untrained"]["n"] == 4 and set(first["exp4_vs_exp2"]) == {"gsm8k", "mawps"}
+    assert [w["steps"] for w in first["exp4_vs_exp2_training"]] == ["1-10"]
+    summaries = sorted((tmp_path / "runs").rglob("*summary.json"))
+    stamps = [p.stat().st_mtime_ns for p in summaries]
+    second = qwen_study.run_study(str(SAMPLE_DATA_DIR), None, str(tmp_path / "runs"), out)
+    assert [p.stat().st_mtime_ns for p in summaries] == stamps  # every evaluation reused
+    strip = lambda r: json.dumps({k: v for k, v in r.items() if k != "provenance"}, sort_keys=True)  # noqa: E731
+    assert strip(second) == strip(first)
+    for name in ("exp2_oneshot", "exp4_cosine_no_penalty"):  # nothing trained twice
+        run_dir = next((tmp_path / "runs").glob(f"{name}__*"))
+        assert [row["step"] for row in runs.read_rows(run_dir / runs.LOG)] == list(range(1, 11))
+    page = qwen_study.markdown(out)
+    assert "**Exp4 vs Exp2, trained, on gsm8k**, n = 4 GSM8K test questions" in page
+    assert all((out.parent / f"cpu_qwen_{metric}.png").is_file() for metric in ("completion_length", "accuracy"))
