@@ -17,7 +17,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from utils.grading import SOFT_FORMAT_RE, STRICT_FORMAT_RE, extract_xml_answer, is_correct, is_correct_strict
+from utils.grading import (
+    SOFT_FORMAT_RE,
+    STRICT_FORMAT_END_OF_TURN_RE,
+    STRICT_FORMAT_RE,
+    extract_xml_answer,
+    is_correct,
+    is_correct_strict,
+)
 
 STUDY_COMPLETION_TOKENS = 786  # the study's max_completion_length, and its cosine reward's token budget
 
@@ -126,6 +133,20 @@ def strict_format_reward_func(completions, **kwargs) -> list[float]:
     [0.0]
     """
     return [0.5 if STRICT_FORMAT_RE.match(text) else 0.0 for text in completion_texts(completions)]
+
+
+@never_raises
+def strict_format_end_of_turn_reward_func(completions, **kwargs) -> list[float]:
+    """A named variant of the strict format (not in the study's sets): 0.5 also when the turn ends right after
+    ``</answer>``. Instruct models end their turn there, the decoded completion then lacks the final newline the
+    study's regex demands, and a reward that never fires teaches nothing.
+
+    >>> strict_format_end_of_turn_reward_func(["<reasoning>\\n9 * 2 = 18\\n</reasoning>\\n<answer>\\n18\\n</answer>"])
+    [0.5]
+    >>> strict_format_reward_func(["<reasoning>\\n9 * 2 = 18\\n</reasoning>\\n<answer>\\n18\\n</answer>"])
+    [0.0]
+    """
+    return [0.5 if STRICT_FORMAT_END_OF_TURN_RE.match(text) else 0.0 for text in completion_texts(completions)]
 
 
 @never_raises
