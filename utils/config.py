@@ -342,6 +342,15 @@ def expand_path(path: str | None) -> str | None:
     return os.path.expandvars(os.path.expanduser(path)) if isinstance(path, str) else path
 
 
+def declared_default(f: dataclasses.Field) -> str:
+    """A field's default as written (``64``, ``{}``), or 'from the experiment' for the fields each experiment sets."""
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return repr(f.default_factory())
+    return "from the experiment"
+
+
 def changes_training(f: dataclasses.Field) -> bool:
     """Whether a field can change what is trained (and so blocks a resume when changed, and names the run)."""
     return f.metadata.get("changes_training", True)

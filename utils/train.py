@@ -31,7 +31,7 @@ import torch
 
 from utils import REPO_ROOT, runs
 from utils.checks import annotation_arms, closest, describe_type
-from utils.config import EXPERIMENTS, ExperimentConfig
+from utils.config import EXPERIMENTS, ExperimentConfig, declared_default
 from utils.evaluate import evaluate_all, summaries_table
 from utils.experiments import baseline_dir, make_config
 from utils.generation import generate_completions
@@ -269,16 +269,8 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 def fields_help() -> str:
     """Every config field with its default and help, for ``--help``."""
-    lines = []
-    for f in dataclasses.fields(ExperimentConfig):
-        if f.default is not dataclasses.MISSING:
-            default = f"default {f.default!r}"
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f"default {f.default_factory()!r}"
-        else:
-            default = "from the experiment"
-        lines.append(f"  {f.name} ({default}): {f.metadata['help']}")
-    return "\n".join(lines)
+    fields = dataclasses.fields(ExperimentConfig)
+    return "\n".join(f"  {f.name} (default {declared_default(f)}): {f.metadata['help']}" for f in fields)
 
 
 def main(argv=None) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from utils import REPO_ROOT, runs
 from utils.analysis import compare_experiments, eval_table, load_kit_logs, sampled_experiments_table, seed_table
-from utils.config import ExperimentConfig
+from utils.config import ExperimentConfig, declared_default
 from utils.data import EVAL_SETS
 from utils.evaluate import evaluated_sets, questions_limit
 from utils.experiments import make_config
@@ -306,13 +306,7 @@ def config_fields_markdown() -> str:
     """Every config field with its default and help, from the dataclass itself, so the page cannot drift."""
     rows = ["| field | default | what it is |", "|---|---|---|"]
     for f in dataclasses.fields(ExperimentConfig):
-        if f.default is not dataclasses.MISSING:
-            default = f"`{f.default!r}`"
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f"`{f.default_factory()!r}`"
-        else:
-            default = "from the experiment"
-        rows.append(f"| `{f.name}` | {default} | {f.metadata['help'].replace('|', '/')} |")
+        rows.append(f"| `{f.name}` | `{declared_default(f)}` | {f.metadata['help'].replace('|', '/')} |")
     return "\n".join(rows)
 
 
