@@ -62,7 +62,7 @@ def test_the_cpu_benchmark_measures_each_configuration_and_divides_what_it_measu
     from utils.scripts import cpu_bench
 
     out, root = tmp_path / "cpu_bench.json", tmp_path / "runs"
-    result = cpu_bench.run("tiny", steps=2, length=8, out=out, run_root=root)
+    result = cpu_bench.run("tiny", steps=2, length=8, out=out, run_root=root, with_limits=True)
     configs = result["configs"]
     assert list(configs) == list(cpu_bench.CONFIGS)
     assert [c["dtype"] for c in configs.values()] == ["float32", "bfloat16", "bfloat16"]
@@ -74,3 +74,41 @@ def test_the_cpu_benchmark_measures_each_configuration_and_divides_what_it_measu
     assert result["ratios"]["kit / bare TRL, per step"] == pytest.approx(per_step)
     text = cpu_bench.markdown(out)
     assert all(f"| {label} |" in text for label in configs) and "kit / bare TRL, per step" in text
+    limits = result["limits"]
+    assert limits["bandwidth_gb_per_second"] > 0 and limits["bf16_matmul_tflops"] > 0 and limits["decode_profile"]
+    assert set(limits["attempts"]) == {"baseline (batch 8, SDPA, dynamic cache)", *cpu_bench.cpu_floors.ATTEMPTS}
+    assert "Against this CPU's limits" in text and "| grouped decode attention (no repeated keys) |" in text
+
+
+def test_the_floors_follow_from_bandwidth_matmul_rate_and_model_size():
+    import torch
+
+    from utils.scripts.cpu_floors import floors
+
+    model = torch.nn.Linear(1000, 1000, bias=False).to(torch.bfloat16)  # 1e6 parameters, 2e6 bytes
+    found = floors(model, bandwidth=20.0, tflops=0.5, batch=8, prompt_tokens=100, completion_tokens=50, completions=8)
+    assert found["generation_tokens_per_second"] == pytest.approx(8 * 20e9 / 2e6)
+    decode = 50 * 2e6 / 20e9
+    assert found["step_seconds"] == pytest.approx(decode + 8 * 1e6 * 8 * 150 / 0.5e12)
+
+
+def test_grouped_decode_attention_computes_what_sdpa_does():
+    import copy
+
+    import torch
+
+    from utils.model_cache import build_random_qwen2
+    from utils.scripts.cpu_floors import register_grouped_decode_attention
+
+    register_grouped_decode_attention()
+    model = build_random_qwen2("tiny").eval()  # 4 query heads over 2 key-value heads
+    ids = torch.randint(0, 1000, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # left padding, as batched generation has it
+    with torch.no_grad():
+        cache = model(ids, attention_mask=mask, use_cache=True).past_key_values
+        step, step_mask = torch.randint(0, 1000, (3, 1)), torch.cat([mask, torch.ones(3, 1, dtype=mask.dtype)], 1)
+        reference = model(step, attention_mask=step_mask, past_key_values=copy.deepcopy(cache)).logits
+        model.set_attn_implementation("kit_grouped_decode")
+        grouped = model(step, attention_mask=step_mask, past_key_values=cache).logits
+    assert torch.allclose(grouped, reference, atol=1e-4)

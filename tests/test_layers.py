@@ -20,8 +20,8 @@ LAYERS = [
     ("analysis", "siblings", ["analysis", "study", "charts", "reward_lab"]),
     ("orchestration", "ordered", ["train"]),
     ("scripts", "scripts", ["scripts.__init__", "scripts.pipeline", "scripts.bench", "scripts.report",
-                            "scripts.lora_lr", "scripts.cpu_study", "scripts.cpu_bench", "scripts.qwen_study",
-                            "scripts.hosted"]),
+                            "scripts.lora_lr", "scripts.cpu_study", "scripts.cpu_floors", "scripts.cpu_bench",
+                            "scripts.qwen_study", "scripts.hosted"]),
 ]  # fmt: skip
 LIBRARY_LINES = 6100
 MODULE_LINES = 400

@@ -22,11 +22,13 @@ from utils.data import SAMPLE_DATA_DIR, build_dataset, build_eval_dataset
 from utils.experiments import make_config
 from utils.generation import generate_completions
 from utils.model import load_model
+from utils.scripts import cpu_floors
 from utils.scripts.cpu_study import CPU_SETTINGS, provenance
 from utils.train import experiment_rewards
 from utils.trainer import grpo_config, train
 
 RESULT = REPO_ROOT / "chart" / "cpu_bench.json"
+QWEN = REPO_ROOT / "chart" / "cpu_bench_qwen.json"  # --model qwen2.5-coder-0.5b --floors --length 64 --out this
 CONFIGS = {"kit, fp32": ("kit", "fp32"), "kit, bf16": ("kit", "bf16"), "bare TRL, bf16": ("bare", "bf16")}
 GENERATION_BATCH = 8
 
@@ -83,7 +85,30 @@ def measure(kind: str, cfg) -> dict:
     return result
 
 
-def run(model_name: str = "smollm2-135m", steps: int = 3, length: int = 128, out=RESULT, run_root=None) -> dict:
+def limits(model_name: str, length: int, run_root: Path, step_seconds: float, generation_speed: float) -> dict:
+    """The floors this CPU sets (bandwidth and matmul rate measured now), the measured figures against them, a
+    decoding step's profile, and the generation attempts (``utils.scripts.cpu_floors``)."""
+    cfg = bench_config(model_name, "bf16", 1, length, run_root / "floors")
+    model, tokenizer, loaded = load_model(cfg)
+    model.eval()
+    prompts = build_eval_dataset("gsm8k", True, str(SAMPLE_DATA_DIR), GENERATION_BATCH)["prompt"]
+    prompt_tokens = statistics.fmean(len(tokenizer.apply_chat_template(p, add_generation_prompt=True))
+                                     for p in prompts)  # fmt: skip
+    bandwidth, tflops = cpu_floors.copy_bandwidth(), cpu_floors.matmul_tflops()
+    floor = cpu_floors.floors(model, bandwidth, tflops, GENERATION_BATCH, prompt_tokens, length,
+                              cfg.prompts_per_step * cfg.num_generations)  # fmt: skip
+    return {
+        "bandwidth_gb_per_second": bandwidth, "bf16_matmul_tflops": tflops, "prompt_tokens": prompt_tokens,
+        "floors": floor,
+        "measured_over_floor": {"generation tokens/s": generation_speed / floor["generation_tokens_per_second"],
+                                "seconds per step": step_seconds / floor["step_seconds"]},
+        "decode_profile": cpu_floors.decode_profile(model),
+        "attempts": cpu_floors.generation_attempts(model, tokenizer),
+    }  # fmt: skip
+
+
+def run(model_name: str = "smollm2-135m", steps: int = 3, length: int = 128, out=RESULT, run_root=None,
+        with_limits: bool = False) -> dict:  # fmt: skip
     started = time.time()
     run_root = Path(run_root or REPO_ROOT / "runs" / "cpu_bench")
     shutil.rmtree(run_root, ignore_errors=True)  # fresh: a finished run folder would be loaded, not trained
@@ -107,7 +132,13 @@ def run(model_name: str = "smollm2-135m", steps: int = 3, length: int = 128, out
         prompts_per_step=CPU_SETTINGS["prompts_per_step"], num_generations=CPU_SETTINGS["num_generations"],
     )  # fmt: skip
     command = "python -m utils.scripts.cpu_bench" + (f" --model {model_name}" if model_name != "smollm2-135m" else "")
+    if with_limits:
+        bf16 = measured["kit, bf16"]
+        speeds = bf16["seconds_per_step"], bf16["generation_tokens_per_second"]
+        limits_found = limits(model_name, length, run_root, *speeds)
+        command += " --floors"
     result = {"settings": settings, "configs": measured, "ratios": ratios,
+              **({"limits": limits_found} if with_limits else {}),
               "provenance": {**provenance(time.time() - started, command), "model": model_name}}  # fmt: skip
     runs.write_json(out, result)
     print(markdown(out))
@@ -117,7 +148,7 @@ def run(model_name: str = "smollm2-135m", steps: int = 3, length: int = 128, out
 def markdown(path=RESULT) -> str:
     """The README's CPU speed table, from ``chart/cpu_bench.json``."""
     if not Path(path).is_file():
-        return "No CPU benchmark published yet: `python -m utils.scripts.cpu_bench` writes `chart/cpu_bench.json`."
+        return f"Not measured yet: `python -m utils.scripts.cpu_bench` writes `chart/{Path(path).name}`."
     result = runs.read_json(path)
     s, source = result["settings"], result["provenance"]
     lines = [
@@ -139,7 +170,27 @@ def markdown(path=RESULT) -> str:
         "\nEvery row's generation runs the kit's evaluation code on the same prompts, so the two bf16 rows differ "
         "there only by run-to-run noise; each figure is one measurement."
     )
-    return "\n".join(lines)
+    return "\n".join(lines + (limits_markdown(result["limits"]) if "limits" in result else []))
+
+
+def limits_markdown(found: dict) -> list[str]:
+    floor, over = found["floors"], found["measured_over_floor"]
+    lines = [
+        f"\n**Against this CPU's limits**, measured in the same run: copy bandwidth "
+        f"{found['bandwidth_gb_per_second']:.1f} GB/s, bf16 matmul {found['bf16_matmul_tflops']:.2f} TFLOPS. Floors: "
+        f"greedy decoding at batch {GENERATION_BATCH} reads {floor['weight_bytes'] / 1e9:.2f} GB of weights a token, "
+        f"so at most {floor['generation_tokens_per_second']:.0f} tokens/s (measured: "
+        f"{over['generation tokens/s']:.2f}x of it); a GRPO step at least {floor['step_seconds']:.0f} s (measured: "
+        f"{over['seconds per step']:.2f}x it).",
+        "\nOne decoding step (batch 8, 300 tokens cached), its largest operators: "
+        + ", ".join(f"{row['operator']} {row['share']:.0%}" for row in found["decode_profile"]) + ".",
+        "\n| attempt | greedy tokens/s | vs baseline | same tokens | kept |", "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for label, a in found["attempts"].items():
+        kept = "baseline" if "kept" not in a else ("yes" if a["kept"] else "no")
+        lines.append(f"| {label} | {a['tokens_per_second']:.1f} | {a['ratio']:.2f}x | {'yes' if a['same'] else 'no'} "
+                     f"| {kept} |")  # fmt: skip
+    return lines
 
 
 def main(argv=None) -> None:
@@ -147,9 +198,10 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="smollm2-135m", help="a model that runs on a CPU (tests use 'tiny')")
     parser.add_argument("--steps", type=int, default=3, help="GRPO steps per configuration (the first warms up)")
     parser.add_argument("--length", type=int, default=128, help="completion tokens, forced")
+    parser.add_argument("--floors", action="store_true", help="also the CPU's limits, a profile and speed attempts")
     parser.add_argument("--out", default=str(RESULT))
     args = parser.parse_args(argv)
-    run(args.model, args.steps, args.length, args.out)
+    run(args.model, args.steps, args.length, args.out, with_limits=args.floors)
 
 
 if __name__ == "__main__":

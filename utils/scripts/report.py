@@ -349,6 +349,7 @@ def page_blocks(comparison: dict) -> dict:
             "cpu-study-longer": lambda: cpu_study.markdown(cpu_study.LONGER),
             "cpu-sweep": cpu_study.sweep_markdown,
             "cpu-bench": cpu_bench.markdown,
+            "cpu-bench-qwen": lambda: cpu_bench.markdown(cpu_bench.QWEN),
             "cpu-qwen": qwen_study.markdown,
         },
     }
