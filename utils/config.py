@@ -342,13 +342,13 @@ def expand_path(path: str | None) -> str | None:
     return os.path.expandvars(os.path.expanduser(path)) if isinstance(path, str) else path
 
 
-def declared_default(f: dataclasses.Field) -> str:
-    """A field's default as written (``64``, ``{}``), or 'from the experiment' for the fields each experiment sets."""
+def declared_default(f: dataclasses.Field) -> str | None:
+    """A field's default as written (``64``, ``{}``); None for the fields each experiment sets."""
     if f.default is not dataclasses.MISSING:
         return repr(f.default)
     if f.default_factory is not dataclasses.MISSING:
         return repr(f.default_factory())
-    return "from the experiment"
+    return None
 
 
 def changes_training(f: dataclasses.Field) -> bool:

@@ -269,8 +269,12 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 def fields_help() -> str:
     """Every config field with its default and help, for ``--help``."""
-    fields = dataclasses.fields(ExperimentConfig)
-    return "\n".join(f"  {f.name} (default {declared_default(f)}): {f.metadata['help']}" for f in fields)
+    lines = []
+    for f in dataclasses.fields(ExperimentConfig):
+        default = declared_default(f)
+        shown = f"default {default}" if default else "from the experiment"
+        lines.append(f"  {f.name} ({shown}): {f.metadata['help']}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:

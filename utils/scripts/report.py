@@ -306,7 +306,9 @@ def config_fields_markdown() -> str:
     """Every config field with its default and help, from the dataclass itself, so the page cannot drift."""
     rows = ["| field | default | what it is |", "|---|---|---|"]
     for f in dataclasses.fields(ExperimentConfig):
-        rows.append(f"| `{f.name}` | `{declared_default(f)}` | {f.metadata['help'].replace('|', '/')} |")
+        default = declared_default(f)
+        shown = f"`{default}`" if default else "from the experiment"
+        rows.append(f"| `{f.name}` | {shown} | {f.metadata['help'].replace('|', '/')} |")
     return "\n".join(rows)
 
 
