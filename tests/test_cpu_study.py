@@ -76,8 +76,10 @@ def test_the_cpu_benchmark_measures_each_configuration_and_divides_what_it_measu
     assert all(f"| {label} |" in text for label in configs) and "kit / bare TRL, per step" in text
     limits = result["limits"]
     assert limits["bandwidth_gb_per_second"] > 0 and limits["bf16_matmul_tflops"] > 0 and limits["decode_profile"]
-    assert set(limits["attempts"]) == {"baseline (batch 8, SDPA, dynamic cache)", *cpu_bench.cpu_floors.ATTEMPTS}
-    assert "Against this CPU's limits" in text and "| grouped decode attention (no repeated keys) |" in text
+    attempts = limits["attempts"]
+    assert set(attempts) == {"baseline (batch 8, transformers' SDPA, dynamic cache)", *cpu_bench.cpu_floors.ATTEMPTS}
+    assert attempts["grouped SDPA, torch's enable_gqa (utils.cpu_attention)"]["same"]  # the kit's: the same tokens
+    assert "Against this CPU's limits" in text and "| grouped decode attention written out (float32 softmax) |" in text
 
 
 def test_the_floors_follow_from_bandwidth_matmul_rate_and_model_size():

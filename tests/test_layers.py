@@ -12,7 +12,7 @@ LAYERS = [
     ("core", "ordered", ["__init__", "prompts", "grading", "stats", "checks", "named_models", "runtime", "session",
                          "runs", "rewards", "data", "logs"]),
     ("config", "ordered", ["config", "preflight", "experiments"]),
-    ("model", "ordered", ["model_cache", "model"]),
+    ("model", "ordered", ["model_cache", "cpu_attention", "model"]),
     ("generation", "ordered", ["generation"]),
     ("evaluation", "siblings", ["evaluate", "sampled", "harness"]),
     ("callbacks", "ordered", ["callbacks"]),

@@ -182,7 +182,7 @@ def limits_markdown(found: dict) -> list[str]:
         f"so at most {floor['generation_tokens_per_second']:.0f} tokens/s (measured: "
         f"{over['generation tokens/s']:.2f}x of it); a GRPO step at least {floor['step_seconds']:.0f} s (measured: "
         f"{over['seconds per step']:.2f}x it).",
-        "\nOne decoding step (batch 8, 300 tokens cached), its largest operators: "
+        "\nOne decoding step (batch 8, 300 tokens cached, the kit's CPU attention), its largest operators: "
         + ", ".join(f"{row['operator']} {row['share']:.0%}" for row in found["decode_profile"]) + ".",
         "\n| attempt | greedy tokens/s | vs baseline | same tokens | kept |", "|---|---|---|---|---|",
     ]  # fmt: skip
