@@ -94,7 +94,8 @@ def test_the_floors_follow_from_bandwidth_matmul_rate_and_model_size():
     assert found["step_seconds"] == pytest.approx(decode + 8 * 1e6 * 8 * 150 / 0.5e12)
 
 
-def test_grouped_decode_attention_computes_what_sdpa_does():
+@pytest.mark.parametrize("attention", ["kit_grouped_decode", "kit_grouped_rows"])
+def test_grouped_decode_attentions_compute_what_sdpa_does(attention):
     import copy
 
     import torch
@@ -111,6 +112,6 @@ def test_grouped_decode_attention_computes_what_sdpa_does():
         cache = model(ids, attention_mask=mask, use_cache=True).past_key_values
         step, step_mask = torch.randint(0, 1000, (3, 1)), torch.cat([mask, torch.ones(3, 1, dtype=mask.dtype)], 1)
         reference = model(step, attention_mask=step_mask, past_key_values=copy.deepcopy(cache)).logits
-        model.set_attn_implementation("kit_grouped_decode")
+        model.set_attn_implementation(attention)
         grouped = model(step, attention_mask=step_mask, past_key_values=cache).logits
     assert torch.allclose(grouped, reference, atol=1e-4)

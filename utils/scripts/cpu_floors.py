@@ -21,6 +21,7 @@ ATTEMPTS = {
     "grouped SDPA, generation batch 16": dict(attention=GROUPED_SDPA, batch=16),
     "eager attention": dict(attention="eager"),
     "grouped decode attention written out (float32 softmax)": dict(attention="kit_grouped_decode"),
+    "a group's query heads as rows of one head (SDPA kernel)": dict(attention="kit_grouped_rows"),
     "one thread": dict(threads=1),
 }
 BASELINE_BATCH = 8
@@ -81,18 +82,23 @@ def decode_profile(model, batch: int = BASELINE_BATCH, context: int = 300, rows:
 
 
 def register_grouped_decode_attention() -> None:
-    """An attention for one new token at a time that multiplies each key-value head by its group of query heads at
-    once, instead of repeating the keys and values for every query head first (other shapes: SDPA as usual)."""
+    """Two attentions for one new token at a time that multiply each key-value head by its group of query heads at
+    once (other shapes: the kit's CPU attention): ``kit_grouped_decode`` writes it out with a float32 softmax;
+    ``kit_grouped_rows`` hands torch's SDPA kernel the group's query heads as the rows of one head, one kernel task
+    per key-value head instead of one per query head."""
     from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import sdpa_mask
 
+    from utils.cpu_attention import grouped_sdpa_forward
+
+    def decoding(query, key, module):
+        return query.shape[2] == 1 and not module.training and query.shape[1] != key.shape[1]
+
     def grouped_decode(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-        batch, heads, length, dim = query.shape
-        groups = heads // key.shape[1]
-        if length > 1 or module.training or groups == 1:
-            return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
-        grouped = query.view(batch, key.shape[1], groups, dim)
+        if not decoding(query, key, module):
+            return grouped_sdpa_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+        batch, heads, _, dim = query.shape
+        grouped = query.view(batch, key.shape[1], heads // key.shape[1], dim)
         scores = torch.matmul(grouped, key.transpose(-1, -2)).float() * (scaling or dim**-0.5)
         if attention_mask is not None:
             mask = attention_mask[:, :, :, : key.shape[-2]]
@@ -101,8 +107,18 @@ def register_grouped_decode_attention() -> None:
         weights = torch.softmax(scores, dim=-1).to(value.dtype)
         return torch.matmul(weights, value).view(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
 
-    AttentionInterface.register("kit_grouped_decode", grouped_decode)
-    AttentionMaskInterface.register("kit_grouped_decode", sdpa_mask)
+    def grouped_rows(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        if not decoding(query, key, module):
+            return grouped_sdpa_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+        batch, heads, _, dim = query.shape
+        rows = query.view(batch, key.shape[1], heads // key.shape[1], dim)
+        mask = None if attention_mask is None else attention_mask[:, :, :, : key.shape[-2]]
+        out = torch.nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=mask, scale=scaling)
+        return out.view(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+    for name, forward in {"kit_grouped_decode": grouped_decode, "kit_grouped_rows": grouped_rows}.items():
+        AttentionInterface.register(name, forward)
+        AttentionMaskInterface.register(name, sdpa_mask)
 
 
 def generation_attempts(model, tokenizer, tokens: int = 64, prompts: int = 16) -> dict:
