@@ -17,6 +17,20 @@ def test_the_end_of_turn_variant_accepts_exactly_the_missing_final_newline():
     assert qwen_study.strict_variants(records) == {"n": 4, "study": 0.25, "end_of_turn": 0.5}
 
 
+def test_the_reading_calls_a_change_a_change_only_past_chance():
+    block = {"n": 200, "completion_tokens": {"a": 180.0, "b": 120.4, "truncated": [0.31, 0.05],
+                                             "difference": {"mean": -59.6, "ci95": [-70.2, -49.0]}}}  # fmt: skip
+    block["correct_numeric"] = {"a": 0.17, "b": 0.19, "mcnemar_p": 0.52}
+    block["format_soft"] = {"a": 0.115, "b": 0.6, "mcnemar_p": 1e-9}
+    assert qwen_study.change(block, "correct_numeric", "a", "b") == (
+        "accuracy (numeric grader) 17% -> 19% (p = 0.52, not distinguishable from chance)")
+    assert qwen_study.change(block, "format_soft", "a", "b") == "soft format 12% -> 60% (p = 1e-09)"
+    assert qwen_study.length_change(block, "a", "b") == (
+        "completion length 180 -> 120 tokens (-60 [-70, -49]), cut at the limit 31% -> 5%")
+    block["completion_tokens"]["difference"]["ci95"] = [-3.0, 2.0]
+    assert "[-3, +2], not distinguishable from chance" in qwen_study.length_change(block, "a", "b")
+
+
 def test_the_kits_steps_are_compared_in_equal_windows_of_at_least_ten_steps():
     assert qwen_study.kit_windows(40) == [(1, 10), (11, 20), (21, 30), (31, 40), (1, 40)]
     assert qwen_study.kit_windows(12) == [(1, 12)] and qwen_study.kit_windows(9) == []
@@ -47,5 +61,13 @@ def test_the_study_runs_end_to_end_and_a_rerun_reuses_everything(tmp_path, monke
         run_dir = next((tmp_path / "runs").glob(f"{name}__*"))
         assert [row["step"] for row in runs.read_rows(run_dir / runs.LOG)] == list(range(1, 11))
     page = qwen_study.markdown(out)
+    assert "**In words**" in page
+    assert "- exp4_cosine_no_penalty after 10 GRPO steps against untrained, MultiArith (n = 4): " in page
     assert "**Exp4 vs Exp2, trained, on gsm8k**, n = 4 GSM8K test questions" in page
+    from utils.scripts import report  # the front page says the same words once the study is published
+
+    monkeypatch.setattr(qwen_study, "RESULT", out)
+    headline = report.headline_markdown(report.study_comparison(report.load_study_runs()))
+    assert "**The study's architecture on a CPU**: " in headline
+    assert all(line in headline for line in qwen_study.reading(second))
     assert all((out.parent / f"cpu_qwen_{metric}.png").is_file() for metric in ("completion_length", "accuracy"))

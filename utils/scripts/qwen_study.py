@@ -163,6 +163,48 @@ def draw_charts(result: dict, out=RESULT) -> list[Path]:
     return paths
 
 
+SIGNIFICANCE = 0.05
+PLAIN = {"format_strict": "the study's strict format", "format_soft": "soft format",
+         "correct_numeric": "accuracy (numeric grader)"}  # fmt: skip
+
+
+def change(block: dict, metric: str, a: str, b: str) -> str:
+    """One paired metric in words: the two shares, McNemar's p, and whether the change is more than chance."""
+    m = block[metric]
+    verdict = "" if m["mcnemar_p"] < SIGNIFICANCE else ", not distinguishable from chance"
+    return f"{PLAIN[metric]} {m[a]:.0%} -> {m[b]:.0%} (p = {m['mcnemar_p']:.2g}{verdict})"
+
+
+def length_change(block: dict, a: str, b: str) -> str:
+    """The paired change in completion length in words, with its bootstrap interval and the share cut."""
+    tokens = block["completion_tokens"]
+    low, high = tokens["difference"]["ci95"]
+    verdict = "" if low > 0 or high < 0 else ", not distinguishable from chance"
+    return (f"completion length {tokens[a]:.0f} -> {tokens[b]:.0f} tokens ({tokens['difference']['mean']:+.0f} "
+            f"[{low:+.0f}, {high:+.0f}]{verdict}), cut at the limit {tokens['truncated'][0]:.0%} -> "
+            f"{tokens['truncated'][1]:.0%}")  # fmt: skip
+
+
+def reading(result: dict) -> list[str]:
+    """What the study found, in words generated from its numbers (p < 0.05 and intervals that exclude zero count as
+    changes; everything else is said to be indistinguishable from chance at this n)."""
+    sets = {"gsm8k": "GSM8K", "mawps": "MultiArith"}
+    prompts = result["prompts_untrained"]
+    lines = [f"- Untrained, the one-shot example instead of the system prompt alone (GSM8K, n = {prompts['n']}): "
+             + "; ".join(change(prompts, m, "system prompt", "one-shot") for m in PLAIN) + "; "
+             + length_change(prompts, "system prompt", "one-shot") + "."]  # fmt: skip
+    for name, e in result["experiments"].items():
+        for s, block in e["trained_vs_untrained"].items():
+            lines.append(f"- {name} after {e['steps']} GRPO steps against untrained, {sets[s]} (n = {block['n']}): "
+                         + "; ".join(change(block, m, "untrained", "trained") for m in PLAIN) + "; "
+                         + length_change(block, "untrained", "trained") + ".")  # fmt: skip
+    for s, block in result["exp4_vs_exp2"].items():
+        lines.append(f"- Exp4 against Exp2 after training, {sets[s]} (n = {block['n']}): "
+                     + "; ".join(change(block, m, "exp2", "exp4") for m in PLAIN) + "; "
+                     + length_change(block, "exp2", "exp4") + ".")  # fmt: skip
+    return lines
+
+
 def markdown(path=RESULT) -> str:
     """The CPU page's section on this study, from ``chart/cpu_qwen.json``."""
     if not Path(path).is_file():
@@ -172,7 +214,8 @@ def markdown(path=RESULT) -> str:
     source = result["provenance"]
     sets = {"gsm8k": "GSM8K test questions", "mawps": "MultiArith questions"}
     lines = [f"{source['model']} from `{source['package']}`, greedy evaluation, {source['machine']}, {source['date']} "
-             f"(`{source['command']}`). Shares with 95% Wilson intervals; p: McNemar's exact test on paired verdicts."]
+             f"(`{source['command']}`). Shares with 95% Wilson intervals; p: McNemar's exact test on paired verdicts; "
+             "length differences: paired bootstrap, 95% intervals.\n", "**In words**\n", *reading(result)]
     lines += paired_markdown("untrained: system prompt vs one-shot", result["prompts_untrained"], "system prompt",
                              "one-shot")  # fmt: skip
     for name, e in result["experiments"].items():
