@@ -51,6 +51,7 @@ def test_the_study_runs_end_to_end_and_a_rerun_reuses_everything(tmp_path, monke
     assert all(e["steps"] == 10 for e in first["experiments"].values())
     assert first["prompts_untrained"]["n"] == 4 and set(first["exp4_vs_exp2"]) == {"gsm8k", "mawps"}
     assert [w["steps"] for w in first["exp4_vs_exp2_training"]] == ["1-10"]
+    assert len(first["seconds_by_part"]) == 6 and all(v > 0 for v in first["seconds_by_part"].values())
     summaries = sorted((tmp_path / "runs").rglob("*summary.json"))
     stamps = [p.stat().st_mtime_ns for p in summaries]
     second = qwen_study.run_study(str(SAMPLE_DATA_DIR), None, str(tmp_path / "runs"), out)

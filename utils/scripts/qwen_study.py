@@ -137,9 +137,15 @@ def run_study(data_dir=None, steps: int | None = None, run_root: str | None = No
     result["exp4_vs_exp2_training"] = compare_pair(
         curves["exp2_oneshot"], curves["exp4_cosine_no_penalty"], last, windows=kit_windows(last)
     )
+    parts = {"untrained, system prompt": baseline_dir(system_prompt), "untrained, one-shot": one_shot_baseline}
+    result["seconds_by_part"] = {
+        **{label: runs.evaluation_seconds(folder) for label, folder in parts.items()},
+        **{f"{name}, training": e["train_seconds"] for name, e in result["experiments"].items()},
+        **{f"{name}, evaluation": runs.evaluation_seconds(folders[name][0]) for name in folders},
+    }  # each part's own time, whichever sitting ran it
     command = "python -m utils.scripts.pipeline --cpu" + (f" --steps {steps}" if steps else "")
     result["provenance"] = provenance(time.time() - started, command, MODEL)
-    result["provenance"]["note"] = "seconds: this sitting only; reused parts took their time in earlier sittings"
+    result["provenance"]["note"] = "seconds: this sitting only; seconds_by_part: every part, whichever sitting ran it"
     runs.write_json(out, result)
     for path in draw_charts(result, out):
         print("chart:", path)
@@ -213,9 +219,12 @@ def markdown(path=RESULT) -> str:
     result = runs.read_json(path)
     source = result["provenance"]
     sets = {"gsm8k": "GSM8K test questions", "mawps": "MultiArith questions"}
+    hours = sum(result["seconds_by_part"].values()) / 3600
     lines = [f"{source['model']} from `{source['package']}`, greedy evaluation, {source['machine']}, {source['date']} "
-             f"(`{source['command']}`). Shares with 95% Wilson intervals; p: McNemar's exact test on paired verdicts; "
-             "length differences: paired bootstrap, 95% intervals.\n", "**In words**\n", *reading(result)]
+             f"(`{source['command']}`), {hours:.1f} hours of evaluation and training steps in all (the parts' own "
+             "times, some of them shared with other work on the machine). Shares with 95% Wilson intervals; p: "
+             "McNemar's exact test on paired verdicts; length differences: paired bootstrap, 95% intervals.\n",
+             "**In words**\n", *reading(result)]
     lines += paired_markdown("untrained: system prompt vs one-shot", result["prompts_untrained"], "system prompt",
                              "one-shot")  # fmt: skip
     for name, e in result["experiments"].items():
