@@ -31,6 +31,20 @@ def test_the_reading_calls_a_change_a_change_only_past_chance():
     assert "[-3, +2], not distinguishable from chance" in qwen_study.length_change(block, "a", "b")
 
 
+def test_a_strict_format_reward_that_never_paid_is_explained_only_when_the_variant_shows_why():
+    held = {"gsm8k": {"n": 200, "study": 0.0, "end_of_turn": 0.42},
+            "mawps": {"n": 200, "study": 0.0, "end_of_turn": 0.6}}
+    result = {"experiments": {"exp2_oneshot": {"strict_format_in_training": {"share": 0.0},
+                                               "strict_format_held_out": held}}}  # fmt: skip
+    [line] = qwen_study.strict_format_reading(result)
+    assert "never paid in exp2_oneshot's training" in line and "up to 60% of" in line and "regex on 0%" in line
+    result["experiments"]["exp2_oneshot"]["strict_format_in_training"]["share"] = 0.1
+    assert qwen_study.strict_format_reading(result) == []  # it paid: nothing to explain
+    result["experiments"]["exp2_oneshot"]["strict_format_in_training"]["share"] = 0.0
+    held["mawps"]["end_of_turn"] = held["gsm8k"]["end_of_turn"] = 0.0
+    assert qwen_study.strict_format_reading(result) == []  # no evidence of the reason: nothing claimed
+
+
 def test_the_kits_steps_are_compared_in_equal_windows_of_at_least_ten_steps():
     assert qwen_study.kit_windows(40) == [(1, 10), (11, 20), (21, 30), (31, 40), (1, 40)]
     assert qwen_study.kit_windows(12) == [(1, 12)] and qwen_study.kit_windows(9) == []

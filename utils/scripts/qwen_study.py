@@ -208,7 +208,21 @@ def reading(result: dict) -> list[str]:
         lines.append(f"- Exp4 against Exp2 after training, {sets[s]} (n = {block['n']}): "
                      + "; ".join(change(block, m, "exp2", "exp4") for m in PLAIN) + "; "
                      + length_change(block, "exp2", "exp4") + ".")  # fmt: skip
-    return lines
+    return lines + strict_format_reading(result)
+
+
+def strict_format_reading(result: dict) -> list[str]:
+    """Why the study's strict-format reward paid nothing, when it paid nothing and the held-out completions show the
+    reason: the end-of-turn variant fires where the study's regex does not."""
+    never = [n for n, e in result["experiments"].items() if e["strict_format_in_training"]["share"] == 0]
+    held = [v for n in never for v in result["experiments"][n]["strict_format_held_out"].values()]
+    if not never or not any(v["end_of_turn"] > v["study"] for v in held):
+        return []
+    return [f"- The study's strict-format reward never paid in {' or '.join(never)}'s training, so it taught "
+            "nothing: its regex wants a newline after `</answer>`, and this model ends its turn right there instead. "
+            f"Held out, the variant that accepts the end of the turn fires on up to "
+            f"{max(v['end_of_turn'] for v in held):.0%} of the trained models' completions, the study's regex on "
+            f"{max(v['study'] for v in held):.0%}."]  # fmt: skip
 
 
 def markdown(path=RESULT) -> str:
