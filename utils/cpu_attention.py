@@ -2,12 +2,10 @@
 the keys and values for every query head.
 
 transformers' SDPA attention copies each key-value head once per query head (``repeat_kv``) whenever there is a mask,
-and a padded batch always has one: decoding at batch 16 with 600 tokens cached, attention took three times as long
-with that copy as without it. torch's own SDPA groups the heads when asked (``enable_gqa``), and on a CPU
-its kernel then computes exactly the same numbers, bit for bit (checked by ``tests/test_cpu_attention.py`` and by
-``utils.scripts.cpu_floors`` on the real model). Only without gradients, though: the backward pass sums the key and
-value gradients of a group in another order, so training keeps transformers' own path and its numbers unchanged.
-"""
+as in every padded batch. torch's SDPA takes the heads grouped (``enable_gqa``), and on a CPU its kernel then computes
+the same numbers bit for bit (``tests/test_cpu_attention.py``; ``utils.scripts.cpu_floors`` on the real model), though
+only without gradients: backward sums a group's key and value gradients in another order, so training keeps
+transformers' path."""
 
 import torch
 from transformers import AttentionInterface, AttentionMaskInterface

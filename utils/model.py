@@ -134,7 +134,9 @@ def _load_transformers(cfg, dtype):
     # Full fine-tuning in fp16 keeps fp32 master weights (fp16 autocast), as a T4 without bf16 requires.
     weights_dtype = torch.float32 if cfg.lora_rank == 0 and dtype == torch.float16 else dtype
     path = model_path(cfg.model_name, cfg.seed)
-    attention = "sdpa" if torch.cuda.is_available() else cpu_attention.register()  # the same numbers, faster
+    # On a CPU the kit's SDPA gives the same numbers faster; transformers' continuous batching knows only its own.
+    paged = cfg.trl_args.get("use_transformers_continuous_batching")
+    attention = "sdpa" if torch.cuda.is_available() or paged else cpu_attention.register()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=weights_dtype, attn_implementation=attention)
     if cfg.lora_rank > 0:
         model = _add_peft_lora(model, cfg)

@@ -225,6 +225,17 @@ def strict_format_reading(result: dict) -> list[str]:
             f"{max(v['study'] for v in held):.0%}."]  # fmt: skip
 
 
+def headline() -> list[str]:
+    """The front page's lines on this study once it is published: its reading, with the machine and the command."""
+    if not RESULT.is_file():
+        return []
+    result = runs.read_json(RESULT)
+    source = result["provenance"]
+    return ["", f"**The study's architecture on a CPU**: {source['model']}, held out, greedy; {source['machine']}, "
+                f"{source['date']}, `{source['command']}` ([details](docs/cpu.md)):", "",
+            *reading(result)]  # fmt: skip
+
+
 def markdown(path=RESULT) -> str:
     """The CPU page's section on this study, from ``chart/cpu_qwen.json``."""
     if not Path(path).is_file():

@@ -331,12 +331,7 @@ def headline_markdown(comparison: dict) -> str:
             f"{accuracy['trained']:.2f} (p = {accuracy['mcnemar_p']:.2g}), a model that scores about 1% on GSM8K. "
             f"{source['machine']}, {source['date']}, `{source['command']}`."
         ]  # fmt: skip
-    if qwen_study.RESULT.is_file():
-        qwen = runs.read_json(qwen_study.RESULT)
-        source = qwen["provenance"]
-        lines += ["", f"**The study's architecture on a CPU**: {source['model']}, held out, greedy; "
-                      f"{source['machine']}, {source['date']}, `{source['command']}` ([details](docs/cpu.md)):", "",
-                  *qwen_study.reading(qwen)]  # fmt: skip
+    lines += qwen_study.headline()
     gpu = "no GPU run of the kit has been measured yet" if not BENCH.is_file() else "see docs/gpu-measurement.md"
     return "\n".join([*lines, "", f"**On a GPU**: {gpu}."])
 
