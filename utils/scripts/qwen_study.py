@@ -195,19 +195,19 @@ def reading(result: dict) -> list[str]:
     """What the study found, in words generated from its numbers (p < 0.05 and intervals that exclude zero count as
     changes; everything else is said to be indistinguishable from chance at this n)."""
     sets = {"gsm8k": "GSM8K", "mawps": "MultiArith"}
+
+    def sentence(title: str, block: dict, a: str, b: str) -> str:
+        changes = [change(block, m, a, b) for m in PLAIN] + [length_change(block, a, b)]
+        return f"- {title} (n = {block['n']}): " + "; ".join(changes) + "."
+
     prompts = result["prompts_untrained"]
-    lines = [f"- Untrained, the one-shot example instead of the system prompt alone (GSM8K, n = {prompts['n']}): "
-             + "; ".join(change(prompts, m, "system prompt", "one-shot") for m in PLAIN) + "; "
-             + length_change(prompts, "system prompt", "one-shot") + "."]  # fmt: skip
+    lines = [sentence("Untrained, the one-shot example instead of the system prompt alone, GSM8K", prompts,
+                      "system prompt", "one-shot")]  # fmt: skip
     for name, e in result["experiments"].items():
-        for s, block in e["trained_vs_untrained"].items():
-            lines.append(f"- {name} after {e['steps']} GRPO steps against untrained, {sets[s]} (n = {block['n']}): "
-                         + "; ".join(change(block, m, "untrained", "trained") for m in PLAIN) + "; "
-                         + length_change(block, "untrained", "trained") + ".")  # fmt: skip
-    for s, block in result["exp4_vs_exp2"].items():
-        lines.append(f"- Exp4 against Exp2 after training, {sets[s]} (n = {block['n']}): "
-                     + "; ".join(change(block, m, "exp2", "exp4") for m in PLAIN) + "; "
-                     + length_change(block, "exp2", "exp4") + ".")  # fmt: skip
+        lines += [sentence(f"{name} after {e['steps']} GRPO steps against untrained, {sets[s]}", block, "untrained",
+                           "trained") for s, block in e["trained_vs_untrained"].items()]  # fmt: skip
+    lines += [sentence(f"Exp4 against Exp2 after training, {sets[s]}", block, "exp2", "exp4")
+              for s, block in result["exp4_vs_exp2"].items()]  # fmt: skip
     return lines + strict_format_reading(result)
 
 
