@@ -14,7 +14,7 @@ def records(completions, tokens):
         [
             {"index": i, "completion": text, "completion_tokens": n, "truncated": n >= 100,
              "format_strict": "<" in text,
-             "format_soft": "<" in text, "correct_numeric": True}
+             "format_soft": "<" in text, "correct_strict": "<" in text, "correct_numeric": True}
             for i, (text, n) in enumerate(zip(completions, tokens))
         ]
     )  # fmt: skip
@@ -27,6 +27,7 @@ def test_paired_counts_tags_and_tests_the_discordant_pairs():
     assert result["n"] == 4
     assert result["answer_tags"]["before"] == 0.75 and result["answer_tags"]["after"] == 0.25
     assert result["answered"]["before"] == 0.75  # "3" inside the tags is a number
+    assert result["correct_strict"]["after"] == 0.25 and result["correct_numeric"]["after"] == 1.0  # both graders
     assert result["answer_tags"]["mcnemar_p"] == pytest.approx(0.5)  # 2 discordant pairs, both one way: 2 x 1/4
     assert result["completion_tokens"]["difference"]["mean"] == pytest.approx(-7.5)  # (0 - 10 - 20 + 0) / 4
     assert result["completion_tokens"]["truncated"] == [0.25, 0.25]

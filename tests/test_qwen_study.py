@@ -24,23 +24,24 @@ def test_the_reading_calls_a_change_a_change_only_past_chance():
     block["format_soft"] = {"a": 0.115, "b": 0.6, "mcnemar_p": 1e-9}
     assert qwen_study.change(block, "correct_numeric", "a", "b") == (
         "accuracy (numeric grader) 17% -> 19% (p = 0.52, not distinguishable from chance)")
-    assert qwen_study.change(block, "format_soft", "a", "b") == "soft format 12% -> 60% (p = 1e-09)"
+    assert qwen_study.change(block, "format_soft", "a", "b") == "soft format rose from 12% to 60% (p = 1e-09)"
+    assert qwen_study.change(block, "format_soft", "b", "a") == "soft format fell from 60% to 12% (p = 1e-09)"
     assert qwen_study.length_change(block, "a", "b") == (
-        "completion length 180 -> 120 tokens (-60 [-70, -49]), cut at the limit 31% -> 5%")
+        "completions got shorter, 180 -> 120 tokens (-60 [-70, -49]), cut at the limit 31% -> 5%")
     block["completion_tokens"]["difference"]["ci95"] = [-3.0, 2.0]
-    assert "[-3, +2], not distinguishable from chance" in qwen_study.length_change(block, "a", "b")
+    assert "(-60 [-3, +2], not distinguishable from chance)" in qwen_study.length_change(block, "a", "b")
 
 
-def test_a_strict_format_reward_that_never_paid_is_explained_only_when_the_variant_shows_why():
+def test_the_strict_format_reward_is_explained_only_when_the_variant_shows_why():
     held = {"gsm8k": {"n": 200, "study": 0.0, "end_of_turn": 0.42},
             "mawps": {"n": 200, "study": 0.0, "end_of_turn": 0.6}}
     result = {"experiments": {"exp2_oneshot": {"strict_format_in_training": {"share": 0.0},
                                                "strict_format_held_out": held}}}  # fmt: skip
     [line] = qwen_study.strict_format_reading(result)
-    assert "never paid in exp2_oneshot's training" in line and "up to 60% of" in line and "regex on 0%" in line
-    result["experiments"]["exp2_oneshot"]["strict_format_in_training"]["share"] = 0.1
-    assert qwen_study.strict_format_reading(result) == []  # it paid: nothing to explain
-    result["experiments"]["exp2_oneshot"]["strict_format_in_training"]["share"] = 0.0
+    assert "paid on 0% of exp2_oneshot's training" in line and "up to 60% of" in line and "regex on 0%" in line
+    result["experiments"]["exp2_oneshot"]["strict_format_in_training"]["share"] = 0.04
+    [line] = qwen_study.strict_format_reading(result)
+    assert "paid on 4% of exp2_oneshot's training" in line
     held["mawps"]["end_of_turn"] = held["gsm8k"]["end_of_turn"] = 0.0
     assert qwen_study.strict_format_reading(result) == []  # no evidence of the reason: nothing claimed
 

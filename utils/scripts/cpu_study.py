@@ -58,6 +58,7 @@ METRICS = {  # what is compared, each a yes/no per completion
     "format_soft": "soft format",
     "answer_tags": "<answer> tags",
     "answered": "a number inside <answer>",
+    "correct_strict": "correct (the study's strict grader)",
     "correct_numeric": "correct (numeric grader)",
 }
 
@@ -284,7 +285,7 @@ def markdown(path=RESULT) -> str:
 def paired_markdown(title: str, block: dict, a: str, b: str, questions: str = "test questions") -> list[str]:
     """One ``paired`` comparison as a table: each metric for A and B with intervals and McNemar's p, then lengths."""
     lines = [f"\n**{title}**, n = {block['n']} {questions}\n", f"| | {a} | {b} | p |", "|---|---|---|---|"]
-    for m, label in METRICS.items():
+    for m, label in [(m, label) for m, label in METRICS.items() if m in block]:  # older results lack a grader
         label = label.replace("<answer>", "`<answer>`")
         lines.append(f"| {label} | {_share(block[m], a)} | {_share(block[m], b)} | {block[m]['mcnemar_p']:.3g} |")
     tokens = block["completion_tokens"]

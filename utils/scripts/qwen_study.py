@@ -152,6 +152,10 @@ def run_study(data_dir=None, steps: int | None = None, run_root: str | None = No
     return result
 
 
+def chart_path(out, metric: str) -> Path:
+    return Path(out).with_name(f"{Path(out).stem}_{metric}.png")
+
+
 def draw_charts(result: dict, out=RESULT) -> list[Path]:
     """Per metric, the study's Exp2 vs Exp4 (left) beside the kit's on this CPU (right)."""
     study = study_experiments(load_study_runs())
@@ -163,7 +167,7 @@ def draw_charts(result: dict, out=RESULT) -> list[Path]:
         left.set_title("the study: Qwen2.5-0.5B-Instruct, full fine-tuning, GPU (rolling 50 steps)", fontsize=9)
         plot_comparison({f"kit {name}": df for name, df in kit.items()}, metric, 5, ax=right)
         right.set_title(f"the kit: {result['provenance']['model']}, LoRA, CPU (rolling 5 steps)", fontsize=9)
-        paths.append(Path(out).with_name(f"{Path(out).stem}_{metric}.png"))
+        paths.append(chart_path(out, metric))
         fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
         plt.close(fig)
     return paths
@@ -171,24 +175,27 @@ def draw_charts(result: dict, out=RESULT) -> list[Path]:
 
 SIGNIFICANCE = 0.05
 PLAIN = {"format_strict": "the study's strict format", "format_soft": "soft format",
-         "correct_numeric": "accuracy (numeric grader)"}  # fmt: skip
+         "correct_strict": "accuracy (the study's strict grader)", "correct_numeric": "accuracy (numeric grader)"}
 
 
 def change(block: dict, metric: str, a: str, b: str) -> str:
-    """One paired metric in words: the two shares, McNemar's p, and whether the change is more than chance."""
-    m = block[metric]
-    verdict = "" if m["mcnemar_p"] < SIGNIFICANCE else ", not distinguishable from chance"
-    return f"{PLAIN[metric]} {m[a]:.0%} -> {m[b]:.0%} (p = {m['mcnemar_p']:.2g}{verdict})"
+    """One paired metric in words: rose or fell when McNemar's p says so, otherwise not distinguishable from chance."""
+    m, name = block[metric], PLAIN[metric]
+    p = f"p = {m['mcnemar_p']:.2g}"
+    if m["mcnemar_p"] >= SIGNIFICANCE:
+        return f"{name} {m[a]:.0%} -> {m[b]:.0%} ({p}, not distinguishable from chance)"
+    return f"{name} {'rose' if m[b] > m[a] else 'fell'} from {m[a]:.0%} to {m[b]:.0%} ({p})"
 
 
 def length_change(block: dict, a: str, b: str) -> str:
     """The paired change in completion length in words, with its bootstrap interval and the share cut."""
     tokens = block["completion_tokens"]
     low, high = tokens["difference"]["ci95"]
-    verdict = "" if low > 0 or high < 0 else ", not distinguishable from chance"
-    return (f"completion length {tokens[a]:.0f} -> {tokens[b]:.0f} tokens ({tokens['difference']['mean']:+.0f} "
-            f"[{low:+.0f}, {high:+.0f}]{verdict}), cut at the limit {tokens['truncated'][0]:.0%} -> "
-            f"{tokens['truncated'][1]:.0%}")  # fmt: skip
+    interval = f"{tokens['difference']['mean']:+.0f} [{low:+.0f}, {high:+.0f}]"
+    lengths = f"{tokens[a]:.0f} -> {tokens[b]:.0f} tokens"
+    said = (f"completions got {'longer' if low > 0 else 'shorter'}, {lengths} ({interval})" if low > 0 or high < 0
+            else f"completion length {lengths} ({interval}, not distinguishable from chance)")  # fmt: skip
+    return f"{said}, cut at the limit {tokens['truncated'][0]:.0%} -> {tokens['truncated'][1]:.0%}"
 
 
 def reading(result: dict) -> list[str]:
@@ -212,17 +219,16 @@ def reading(result: dict) -> list[str]:
 
 
 def strict_format_reading(result: dict) -> list[str]:
-    """Why the study's strict-format reward paid nothing, when it paid nothing and the held-out completions show the
-    reason: the end-of-turn variant fires where the study's regex does not."""
-    never = [n for n, e in result["experiments"].items() if e["strict_format_in_training"]["share"] == 0]
-    held = [v for n in never for v in result["experiments"][n]["strict_format_held_out"].values()]
-    if not never or not any(v["end_of_turn"] > v["study"] for v in held):
+    """Why the study's strict-format reward paid little or nothing, when the held-out completions show the reason: the
+    end-of-turn variant fires where the study's regex does not."""
+    held = [v for e in result["experiments"].values() for v in e["strict_format_held_out"].values()]
+    if not any(v["end_of_turn"] > v["study"] for v in held):
         return []
-    return [f"- The study's strict-format reward never paid in {' or '.join(never)}'s training, so it taught "
-            "nothing: its regex wants a newline after `</answer>`, and this model ends its turn right there instead. "
-            f"Held out, the variant that accepts the end of the turn fires on up to "
-            f"{max(v['end_of_turn'] for v in held):.0%} of the trained models' completions, the study's regex on "
-            f"{max(v['study'] for v in held):.0%}."]  # fmt: skip
+    paid = [f"{e['strict_format_in_training']['share']:.0%} of {n}'s" for n, e in result["experiments"].items()]
+    return [f"- The study's strict-format reward paid on {' and '.join(paid)} training completions: its regex wants a "
+            "newline after `</answer>`, and this model ends its turn right there instead. Held out, the variant that "
+            f"accepts the end of the turn fires on up to {max(v['end_of_turn'] for v in held):.0%} of the trained "
+            f"models' completions, the study's regex on {max(v['study'] for v in held):.0%}."]  # fmt: skip
 
 
 def headline() -> list[str]:
@@ -233,7 +239,9 @@ def headline() -> list[str]:
     source = result["provenance"]
     return ["", f"**The study's architecture on a CPU**: {source['model']}, held out, greedy; {source['machine']}, "
                 f"{source['date']}, `{source['command']}` ([details](docs/cpu.md)):", "",
-            *reading(result)]  # fmt: skip
+            *reading(result), "",
+            *[f"![the kit's Exp2 vs Exp4 on a CPU beside the study's: {m.replace('_', ' ')}](chart/"
+              f"{chart_path(RESULT, m).name})" for m in CURVE_METRICS]]  # fmt: skip
 
 
 def markdown(path=RESULT) -> str:
@@ -273,8 +281,7 @@ def markdown(path=RESULT) -> str:
               + "; ".join(f"{n} on {s}: {v['study']:.0%} vs {v['end_of_turn']:.0%}"
                           for n, e in result["experiments"].items() for s, v in e["strict_format_held_out"].items())
               + "."]  # fmt: skip
-    paths = [Path(path).with_name(f"{Path(path).stem}_{metric}.png") for metric in CURVE_METRICS]
-    lines += ["", *[f"![{p.stem}](../chart/{p.name})" for p in paths]]
+    lines += ["", *[f"![{chart_path(path, m).stem}](../chart/{chart_path(path, m).name})" for m in CURVE_METRICS]]
     return "\n".join(lines)
 
 
