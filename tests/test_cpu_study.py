@@ -77,6 +77,7 @@ def test_the_cpu_benchmark_measures_each_configuration_and_divides_what_it_measu
     assert all(f"| {label} |" in text for label in configs) and "kit / bare TRL, per step" in text
     limits = result["limits"]
     assert limits["bandwidth_gb_per_second"] > 0 and limits["bf16_matmul_tflops"] > 0 and limits["decode_profile"]
+    assert limits["prompt_tokens"] > 100  # the one-shot chat prompt's tokens, not the fields of an encoding
     attempts = limits["attempts"]
     assert set(attempts) == {"baseline (batch 8, transformers' SDPA, dynamic cache)", *cpu_bench.cpu_floors.ATTEMPTS}
     assert attempts["grouped SDPA, torch's enable_gqa (utils.cpu_attention)"]["same"]  # the kit's: the same tokens
@@ -90,9 +91,12 @@ def test_the_floors_follow_from_bandwidth_matmul_rate_and_model_size():
 
     model = torch.nn.Linear(1000, 1000, bias=False).to(torch.bfloat16)  # 1e6 parameters, 2e6 bytes
     found = floors(model, bandwidth=20.0, tflops=0.5, batch=8, prompt_tokens=100, completion_tokens=50, completions=8)
-    assert found["generation_tokens_per_second"] == pytest.approx(8 * 20e9 / 2e6)
-    decode = 50 * 2e6 / 20e9
-    assert found["step_seconds"] == pytest.approx(decode + 8 * 1e6 * 8 * 150 / 0.5e12)
+    prefill = 2 * 1e6 * 8 * 100 / 0.5e12  # 3.2 ms
+    decode = 50 * 2e6 / 20e9  # reading the weights (0.1 ms a token) is slower than their 16 MFLOPs (0.032 ms)
+    assert found["generation_tokens_per_second"] == pytest.approx(8 * 50 / (prefill + decode))
+    assert found["step_seconds"] == pytest.approx(prefill + decode + 8 * 1e6 * 8 * 150 / 0.5e12)
+    wide = floors(model, bandwidth=20.0, tflops=0.5, batch=64, prompt_tokens=0, completion_tokens=50, completions=8)
+    assert wide["generation_tokens_per_second"] == pytest.approx(64 * 50 / (50 * 2 * 1e6 * 64 / 0.5e12))  # compute
 
 
 @pytest.mark.parametrize("attention", ["kit_grouped_decode", "kit_grouped_rows"])

@@ -20,7 +20,7 @@ from pathlib import Path
 from utils import REPO_ROOT, runs
 from utils.data import SAMPLE_DATA_DIR, build_dataset, build_eval_dataset
 from utils.experiments import make_config
-from utils.generation import generate_completions
+from utils.generation import chat_texts, generate_completions
 from utils.model import load_model
 from utils.scripts import cpu_floors
 from utils.scripts.cpu_study import CPU_SETTINGS, provenance
@@ -92,8 +92,7 @@ def limits(model_name: str, length: int, run_root: Path, step_seconds: float, ge
     model, tokenizer, loaded = load_model(cfg)
     model.eval()
     prompts = build_eval_dataset("gsm8k", True, str(SAMPLE_DATA_DIR), GENERATION_BATCH)["prompt"]
-    prompt_tokens = statistics.fmean(len(tokenizer.apply_chat_template(p, add_generation_prompt=True))
-                                     for p in prompts)  # fmt: skip
+    prompt_tokens = statistics.fmean(len(tokenizer(text)["input_ids"]) for text in chat_texts(tokenizer, prompts))
     bandwidth, tflops = cpu_floors.copy_bandwidth(), cpu_floors.matmul_tflops()
     floor = cpu_floors.floors(model, bandwidth, tflops, GENERATION_BATCH, prompt_tokens, length,
                               cfg.prompts_per_step * cfg.num_generations)  # fmt: skip
@@ -178,10 +177,10 @@ def limits_markdown(found: dict) -> list[str]:
     lines = [
         f"\n**Against this CPU's limits**, measured in the same run: copy bandwidth "
         f"{found['bandwidth_gb_per_second']:.1f} GB/s, bf16 matmul {found['bf16_matmul_tflops']:.2f} TFLOPS. Floors: "
-        f"greedy decoding at batch {GENERATION_BATCH} reads {floor['weight_bytes'] / 1e9:.2f} GB of weights a token, "
-        f"so at most {floor['generation_tokens_per_second']:.0f} tokens/s (measured: "
-        f"{over['generation tokens/s']:.2f}x of it); a GRPO step at least {floor['step_seconds']:.0f} s (measured: "
-        f"{over['seconds per step']:.2f}x it).",
+        f"greedy generation at batch {GENERATION_BATCH} first reads {found['prompt_tokens']:.0f} prompt tokens each "
+        f"at that matmul rate, then {floor['weight_bytes'] / 1e9:.2f} GB of weights a token, so at most "
+        f"{floor['generation_tokens_per_second']:.0f} tokens/s (measured: {over['generation tokens/s']:.2f}x of it); "
+        f"a GRPO step at least {floor['step_seconds']:.0f} s (measured: {over['seconds per step']:.2f}x it).",
         "\nOne decoding step (batch 8, 300 tokens cached, the kit's CPU attention), its largest operators: "
         + ", ".join(f"{row['operator']} {row['share']:.0%}" for row in found["decode_profile"]) + ".",
         "\n| attempt | greedy tokens/s | vs baseline | same tokens | kept |", "|---|---|---|---|---|",

@@ -48,19 +48,26 @@ def _timed(action) -> float:
     return time.perf_counter() - begun
 
 
-def floors(model, bandwidth: float, tflops: float, batch: int, prompt_tokens: int, completion_tokens: int,
+def floors(model, bandwidth: float, tflops: float, batch: int, prompt_tokens: float, completion_tokens: int,
            completions: int) -> dict:  # fmt: skip
-    """Decoding reads every weight once a step, so a batch's tokens/s cannot beat ``batch * bandwidth / weight
-    bytes``; a GRPO step cannot beat decoding its completions at that bound plus its matmul FLOPs at ``tflops``
-    (policy forward and backward, 6 per parameter and token, and the reference model's forward, 2)."""
+    """What this CPU allows at best. Generating for ``n`` sequences first reads their prompts (prefill: 2 FLOPs per
+    parameter and prompt token at ``tflops``), then each decoding step reads every weight once and does 2 FLOPs per
+    parameter and sequence: the slower of the two at ``bandwidth`` and ``tflops``. A GRPO step generates its
+    completions so, then runs the policy's forward and backward (6 FLOPs per parameter and token) and the reference
+    model's forward (2)."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     parameters = sum(p.numel() for p in model.parameters())
-    decode_step = weights / (bandwidth * 1e9)
+    flop_seconds = 1 / (tflops * 1e12)
+
+    def generation_seconds(sequences: int) -> float:
+        decode_step = max(weights / (bandwidth * 1e9), 2 * parameters * sequences * flop_seconds)
+        return 2 * parameters * sequences * prompt_tokens * flop_seconds + completion_tokens * decode_step
+
     tokens = completions * (prompt_tokens + completion_tokens)
     return {
         "weight_bytes": weights,
-        "generation_tokens_per_second": batch / decode_step,
-        "step_seconds": completion_tokens * weights / (bandwidth * 1e9) + 8 * parameters * tokens / (tflops * 1e12),
+        "generation_tokens_per_second": batch * completion_tokens / generation_seconds(batch),
+        "step_seconds": generation_seconds(completions) + 8 * parameters * tokens * flop_seconds,
     }
 
 
