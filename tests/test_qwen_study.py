@@ -32,6 +32,21 @@ def test_the_reading_calls_a_change_a_change_only_past_chance():
     assert "(-60 [-3, +2], not distinguishable from chance)" in qwen_study.length_change(block, "a", "b")
 
 
+def test_the_gist_says_each_direction_once_where_all_agree_and_by_set_where_they_do_not():
+    def block(strict_b, strict_p, low, high):
+        return {"format_soft": {"a": 0.5, "b": 0.9, "mcnemar_p": 1e-6},
+                "correct_strict": {"a": 0.3, "b": strict_b, "mcnemar_p": strict_p},
+                "correct_numeric": {"a": 0.3, "b": 0.3, "mcnemar_p": 1.0},
+                "completion_tokens": {"difference": {"ci95": [low, high]}}}  # fmt: skip
+
+    blocks = {("exp2", "gsm8k"): block(0.1, 1e-4, -9, -2), ("exp4", "gsm8k"): block(0.25, 0.3, -9, -2),
+              ("exp2", "mawps"): block(0.1, 1e-4, 1, 3), ("exp4", "mawps"): block(0.1, 1e-3, 1, 3)}  # fmt: skip
+    assert qwen_study.directions(blocks, "a", "b") == (
+        "soft format rose; completion length fell on GSM8K and rose on MultiArith; accuracy under the study's strict "
+        "grader fell on GSM8K (exp2), MultiArith and did not change beyond chance on GSM8K (exp4); accuracy under the "
+        "numeric grader did not change beyond chance")
+
+
 def test_the_strict_format_reward_is_explained_only_when_the_variant_shows_why():
     held = {"gsm8k": {"n": 200, "study": 0.0, "end_of_turn": 0.42},
             "mawps": {"n": 200, "study": 0.0, "end_of_turn": 0.6}}
@@ -85,5 +100,5 @@ def test_the_study_runs_end_to_end_and_a_rerun_reuses_everything(tmp_path, monke
     monkeypatch.setattr(qwen_study, "RESULT", out)
     headline = report.headline_markdown(report.study_comparison(report.load_study_runs()))
     assert "**The study's architecture on a CPU**: " in headline
-    assert all(line in headline for line in qwen_study.reading(second))
+    assert all(line in headline for line in qwen_study.gist(second))
     assert all((out.parent / f"cpu_qwen_{metric}.png").is_file() for metric in ("completion_length", "accuracy"))

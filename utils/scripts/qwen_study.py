@@ -198,10 +198,56 @@ def length_change(block: dict, a: str, b: str) -> str:
     return f"{said}, cut at the limit {tokens['truncated'][0]:.0%} -> {tokens['truncated'][1]:.0%}"
 
 
+SETS = {"gsm8k": "GSM8K", "mawps": "MultiArith"}
+GIST = {"format_soft": "soft format", "completion_tokens": "completion length",
+        "correct_strict": "accuracy under the study's strict grader",
+        "correct_numeric": "accuracy under the numeric grader"}  # fmt: skip
+WORDS = {"rose": "rose", "fell": "fell", "unchanged": "did not change beyond chance"}
+
+
+def direction(block: dict, metric: str, a: str, b: str) -> str:
+    """'rose', 'fell' or 'unchanged' (not distinguishable from chance) from ``a`` to ``b``: a share by McNemar's p, the
+    completion length by its paired interval."""
+    if metric == "completion_tokens":
+        low, high = block[metric]["difference"]["ci95"]
+        return "rose" if low > 0 else "fell" if high < 0 else "unchanged"
+    m = block[metric]
+    return "unchanged" if m["mcnemar_p"] >= SIGNIFICANCE else ("rose" if m[b] > m[a] else "fell")
+
+
+def directions(blocks: dict[tuple[str, str], dict], a: str, b: str) -> str:
+    """Each metric's direction over paired blocks keyed by (experiment, set): said once where all agree, else by set
+    (or by experiment and set where a set's experiments disagree)."""
+    said = []
+    for metric, name in GIST.items():
+        groups: dict[str, list[str]] = {}
+        for s in dict.fromkeys(s for _, s in blocks):
+            found = {key[0]: direction(block, metric, a, b) for key, block in blocks.items() if key[1] == s}
+            if len(set(found.values())) == 1:
+                groups.setdefault(WORDS[next(iter(found.values()))], []).append(SETS[s])
+            else:
+                for experiment, way in found.items():
+                    groups.setdefault(WORDS[way], []).append(f"{SETS[s]} ({experiment})")
+        said.append(f"{name} {next(iter(groups))}" if len(groups) == 1 else
+                    f"{name} " + " and ".join(f"{way} on {', '.join(where)}" for way, where in groups.items()))
+    return "; ".join(said)
+
+
+def gist(result: dict) -> list[str]:
+    """The study in two sentences: what training did against the untrained model, and Exp4 against Exp2."""
+    trained = {(name, s): block for name, e in result["experiments"].items()
+               for s, block in e["trained_vs_untrained"].items()}  # fmt: skip
+    steps = " or ".join(sorted({str(e["steps"]) for e in result["experiments"].values()}))
+    exp4 = {("exp4", s): block for s, block in result["exp4_vs_exp2"].items()}
+    return [f"- In short, after {steps} GRPO steps, held out against the untrained model: "
+            f"{directions(trained, 'untrained', 'trained')}.",
+            f"- Exp4 against Exp2: {directions(exp4, 'exp2', 'exp4')}."]  # fmt: skip
+
+
 def reading(result: dict) -> list[str]:
     """What the study found, in words generated from its numbers (p < 0.05 and intervals that exclude zero count as
     changes; everything else is said to be indistinguishable from chance at this n)."""
-    sets = {"gsm8k": "GSM8K", "mawps": "MultiArith"}
+    sets = SETS
 
     def sentence(title: str, block: dict, a: str, b: str) -> str:
         changes = [change(block, m, a, b) for m in PLAIN] + [length_change(block, a, b)]
@@ -215,7 +261,7 @@ def reading(result: dict) -> list[str]:
                            "trained") for s, block in e["trained_vs_untrained"].items()]  # fmt: skip
     lines += [sentence(f"Exp4 against Exp2 after training, {sets[s]}", block, "exp2", "exp4")
               for s, block in result["exp4_vs_exp2"].items()]  # fmt: skip
-    return lines + strict_format_reading(result)
+    return gist(result) + lines + strict_format_reading(result)
 
 
 def strict_format_reading(result: dict) -> list[str]:
@@ -232,14 +278,14 @@ def strict_format_reading(result: dict) -> list[str]:
 
 
 def headline() -> list[str]:
-    """The front page's lines on this study once it is published: its reading, with the machine and the command."""
+    """The front page's lines on this study once it is published: its gist, with the machine and the command."""
     if not RESULT.is_file():
         return []
     result = runs.read_json(RESULT)
     source = result["provenance"]
     return ["", f"**The study's architecture on a CPU**: {source['model']}, held out, greedy; {source['machine']}, "
                 f"{source['date']}, `{source['command']}` ([details](docs/cpu.md)):", "",
-            *reading(result), "",
+            *gist(result), *strict_format_reading(result), "",
             *[f"![the kit's Exp2 vs Exp4 on a CPU beside the study's: {m.replace('_', ' ')}](chart/"
               f"{chart_path(RESULT, m).name})" for m in CURVE_METRICS]]  # fmt: skip
 
