@@ -178,26 +178,6 @@ PLAIN = {"format_strict": "the study's strict format", "format_soft": "soft form
          "correct_strict": "accuracy (the study's strict grader)", "correct_numeric": "accuracy (numeric grader)"}
 
 
-def change(block: dict, metric: str, a: str, b: str) -> str:
-    """One paired metric in words: rose or fell when McNemar's p says so, otherwise not distinguishable from chance."""
-    m, name = block[metric], PLAIN[metric]
-    p = f"p = {m['mcnemar_p']:.2g}"
-    if m["mcnemar_p"] >= SIGNIFICANCE:
-        return f"{name} {m[a]:.0%} -> {m[b]:.0%} ({p}, not distinguishable from chance)"
-    return f"{name} {'rose' if m[b] > m[a] else 'fell'} from {m[a]:.0%} to {m[b]:.0%} ({p})"
-
-
-def length_change(block: dict, a: str, b: str) -> str:
-    """The paired change in completion length in words, with its bootstrap interval and the share cut."""
-    tokens = block["completion_tokens"]
-    low, high = tokens["difference"]["ci95"]
-    interval = f"{tokens['difference']['mean']:+.0f} [{low:+.0f}, {high:+.0f}]"
-    lengths = f"{tokens[a]:.0f} -> {tokens[b]:.0f} tokens"
-    said = (f"completions got {'longer' if low > 0 else 'shorter'}, {lengths} ({interval})" if low > 0 or high < 0
-            else f"completion length {lengths} ({interval}, not distinguishable from chance)")  # fmt: skip
-    return f"{said}, cut at the limit {tokens['truncated'][0]:.0%} -> {tokens['truncated'][1]:.0%}"
-
-
 SETS = {"gsm8k": "GSM8K", "mawps": "MultiArith"}
 GIST = {"format_soft": "soft format", "completion_tokens": "completion length",
         "correct_strict": "accuracy under the study's strict grader",
@@ -213,6 +193,26 @@ def direction(block: dict, metric: str, a: str, b: str) -> str:
         return "rose" if low > 0 else "fell" if high < 0 else "unchanged"
     m = block[metric]
     return "unchanged" if m["mcnemar_p"] >= SIGNIFICANCE else ("rose" if m[b] > m[a] else "fell")
+
+
+def change(block: dict, metric: str, a: str, b: str) -> str:
+    """One paired metric in words: rose or fell when McNemar's p says so, otherwise not distinguishable from chance."""
+    m, name, way = block[metric], PLAIN[metric], direction(block, metric, a, b)
+    p = f"p = {m['mcnemar_p']:.2g}"
+    if way == "unchanged":
+        return f"{name} {m[a]:.0%} -> {m[b]:.0%} ({p}, not distinguishable from chance)"
+    return f"{name} {way} from {m[a]:.0%} to {m[b]:.0%} ({p})"
+
+
+def length_change(block: dict, a: str, b: str) -> str:
+    """The paired change in completion length in words, with its bootstrap interval and the share cut."""
+    tokens, way = block["completion_tokens"], direction(block, "completion_tokens", a, b)
+    low, high = tokens["difference"]["ci95"]
+    interval = f"{tokens['difference']['mean']:+.0f} [{low:+.0f}, {high:+.0f}]"
+    lengths = f"{tokens[a]:.0f} -> {tokens[b]:.0f} tokens"
+    said = (f"completion length {lengths} ({interval}, not distinguishable from chance)" if way == "unchanged"
+            else f"completions got {'longer' if way == 'rose' else 'shorter'}, {lengths} ({interval})")  # fmt: skip
+    return f"{said}, cut at the limit {tokens['truncated'][0]:.0%} -> {tokens['truncated'][1]:.0%}"
 
 
 def directions(blocks: dict[tuple[str, str], dict], a: str, b: str) -> str:
@@ -247,8 +247,6 @@ def gist(result: dict) -> list[str]:
 def reading(result: dict) -> list[str]:
     """What the study found, in words generated from its numbers (p < 0.05 and intervals that exclude zero count as
     changes; everything else is said to be indistinguishable from chance at this n)."""
-    sets = SETS
-
     def sentence(title: str, block: dict, a: str, b: str) -> str:
         changes = [change(block, m, a, b) for m in PLAIN] + [length_change(block, a, b)]
         return f"- {title} (n = {block['n']}): " + "; ".join(changes) + "."
@@ -257,9 +255,9 @@ def reading(result: dict) -> list[str]:
     lines = [sentence("Untrained, the one-shot example instead of the system prompt alone, GSM8K", prompts,
                       "system prompt", "one-shot")]  # fmt: skip
     for name, e in result["experiments"].items():
-        lines += [sentence(f"{name} after {e['steps']} GRPO steps against untrained, {sets[s]}", block, "untrained",
+        lines += [sentence(f"{name} after {e['steps']} GRPO steps against untrained, {SETS[s]}", block, "untrained",
                            "trained") for s, block in e["trained_vs_untrained"].items()]  # fmt: skip
-    lines += [sentence(f"Exp4 against Exp2 after training, {sets[s]}", block, "exp2", "exp4")
+    lines += [sentence(f"Exp4 against Exp2 after training, {SETS[s]}", block, "exp2", "exp4")
               for s, block in result["exp4_vs_exp2"].items()]  # fmt: skip
     return gist(result) + lines + strict_format_reading(result)
 
