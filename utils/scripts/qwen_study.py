@@ -281,7 +281,10 @@ def headline() -> list[str]:
         return []
     result = runs.read_json(RESULT)
     source = result["provenance"]
-    return ["", f"**The study's architecture on a CPU**: {source['model']}, held out, greedy; {source['machine']}, "
+    n = " or ".join(sorted({str(b["n"]) for e in result["experiments"].values()
+                            for b in e["trained_vs_untrained"].values()}))  # fmt: skip
+    return ["", f"**The study's architecture on a CPU**: {source['model']}, held out, greedy, n = {n} questions of "
+                f"GSM8K test and of MultiArith each; {source['machine']}, "
                 f"{source['date']}, `{source['command']}` ([details](docs/cpu.md)):", "",
             *gist(result), *strict_format_reading(result), "",
             *[f"![the kit's Exp2 vs Exp4 on a CPU beside the study's: {m.replace('_', ' ')}](chart/"
